@@ -1,0 +1,399 @@
+"""The engine: loaded bundles, their executors and caches, and the sentiment and zero-shot tasks."""
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import futures as fx
+from .batcher import BatchEvent, Batcher, BatchOutput, DirectExecutor
+from .bundle import Bundle, load_bundle
+from .cache import LruCache
+from .errors import InvalidInput, NotReady, Unsupported
+from .heads import DenseHead, cosine_zero_shot, nli_zero_shot, softmax
+from .runtime import OnnxRunner, backend_name
+from .tokenize import TextTokenizer
+from .types import Encoded, Sentiment, Timing, ZeroShot
+from .validation import Limits, check_labels, check_template, check_text, check_texts
+
+log = logging.getLogger(__name__)
+
+MODES = ("batched", "lock", "per-thread")
+# Warm-up shapes: batch sizes and token lengths the batcher will produce most (first runs pay allocation).
+WARMUP_SIZES = (1, 4, 16)
+WARMUP_LENGTHS = (8, 32, 96)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the engine runs models; every field mirrors a server setting."""
+
+    mode: str = "batched"
+    sessions: int = 0
+    intra_op_threads: int = 0
+    max_batch_size: int = 32
+    max_batch_tokens: int = 8192
+    max_wait_ms: float = 0.0
+    max_queue: int = 1024
+    overhead_tokens: int = 48
+    cache_size: int = 10000
+    variant: str = "default"
+    pad_to_max_length: bool = False
+    limits: Limits = field(default_factory=Limits)
+
+    def resolved_sessions(self) -> tuple[int, int]:
+        """(sessions, intra-op threads per session), filling 0s from the core count."""
+        cores = os.cpu_count() or 1
+        if self.mode == "lock":
+            return 1, self.intra_op_threads or cores
+        sessions = self.sessions or cores
+        return sessions, self.intra_op_threads or max(1, cores // sessions)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One input's model output with what the caller should know about its input."""
+
+    values: np.ndarray
+    truncated: bool
+    tokens: int
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What GetModelInfo reports about one loaded bundle."""
+
+    name: str
+    kind: str
+    tasks: tuple[str, ...]
+    labels: tuple[str, ...]
+    max_tokens: int
+    backend: str
+    quantization: str
+    default_template: str
+    provenance: dict[str, str]
+    metrics: dict[str, float]
+
+
+class LoadedModel:
+    """One bundle with its tokenizer, sessions, executor and result cache."""
+
+    def __init__(self, bundle: Bundle, config: EngineConfig, observer: Callable[[BatchEvent], None] | None):
+        self.bundle = bundle
+        self.tokenizer = TextTokenizer(bundle.file("tokenizer"), bundle.max_length, bundle.text_prefix)
+        sessions, threads = config.resolved_sessions()
+        model_file = bundle.model_file(config.variant)
+        pad_to = bundle.max_length if config.pad_to_max_length else None
+        runners = [OnnxRunner(model_file, bundle.input_names, bundle.output_name, self.tokenizer.pad_id, threads, pad_to)
+                   for _ in range(sessions)]
+        if config.mode == "batched":
+            self.executor: Batcher | DirectExecutor = Batcher(
+                runners, max_batch_size=config.max_batch_size, max_batch_tokens=config.max_batch_tokens,
+                max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue,
+                overhead_tokens=config.overhead_tokens, observer=observer)
+        else:
+            self.executor = DirectExecutor(runners, observer=observer)
+        self.cache: LruCache[Row] = LruCache(config.cache_size)
+        self.quantization = "none" if config.variant == "fp32" else bundle.quantization
+
+    def rows(self, texts: Sequence[str], pairs: Sequence[str] | None, *, strict: bool, deadline: float | None,
+             token: fx.CancelToken | None, names: Sequence[str], prefix: str | None = None) -> list[Future]:
+        """Futures of (Row, Timing) for each input, from the cache or through tokenizer and executor."""
+        keys = [(text, pairs[i] if pairs is not None else None, prefix) for i, text in enumerate(texts)]
+        out: list[Future | None] = [None] * len(texts)
+        misses = []
+        for i, key in enumerate(keys):
+            row = self.cache.get(key)
+            if row is None:
+                misses.append(i)
+            else:
+                out[i] = self._checked(row, Timing(cache_hits=1), strict, names[i])
+        if misses:
+            started = time.monotonic()
+            encoded = self.tokenizer.encode_batch([texts[i] for i in misses],
+                                                  [pairs[i] for i in misses] if pairs is not None else None, prefix)
+            share = int((time.monotonic() - started) * 1e6 / len(misses))
+            for i, enc in zip(misses, encoded):
+                out[i] = self._submit(enc, keys[i], share, strict, deadline, token, names[i])
+        return out  # type: ignore[return-value]
+
+    def _checked(self, row: Row, timing: Timing, strict: bool, name: str) -> Future:
+        """A resolved future of (row, timing), or of the strict-mode error."""
+        if strict and row.truncated:
+            return fx.failed(self._too_long(name))
+        return fx.resolved((row, timing))
+
+    def _too_long(self, name: str) -> InvalidInput:
+        return InvalidInput(f"{name} is longer than the model's {self.bundle.max_length} tokens; "
+                            "strict mode rejects it instead of truncating")
+
+    def _submit(self, enc: Encoded, key: tuple, tokenize_us: int, strict: bool, deadline: float | None,
+                token: fx.CancelToken | None, name: str) -> Future:
+        """Queues one encoded input; caches and times its row when it returns."""
+        if strict and enc.truncated:
+            return fx.failed(self._too_long(name))
+        try:
+            queued = self.executor.submit(enc, deadline)
+        except Exception as error:
+            return fx.failed(error)
+        if token is not None:
+            token.track(queued)
+
+        def finish(out: BatchOutput) -> tuple[Row, Timing]:
+            row = Row(out.row, enc.truncated, enc.length)
+            self.cache.put(key, row)
+            return row, Timing(tokenize_us=tokenize_us, queue_us=out.queue_us, inference_us=out.inference_us,
+                               batch_size=out.batch_size)
+
+        return fx.then(queued, finish)
+
+    def describe(self, tasks: tuple[str, ...]) -> ModelDescription:
+        """This model as GetModelInfo shows it."""
+        meta = self.bundle.meta
+        provenance = {k: v if isinstance(v, str) else repr(v) for k, v in meta.get("provenance", {}).items()}
+        metrics = {k: float(v) for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))}
+        return ModelDescription(
+            name=self.bundle.name, kind=self.bundle.kind, tasks=tasks,
+            labels=self.bundle.labels if "sentiment" in tasks else (), max_tokens=self.bundle.max_length,
+            backend=backend_name(), quantization=self.quantization,
+            default_template=self.bundle.default_template if "zeroshot" in tasks else "",
+            provenance=provenance, metrics=metrics)
+
+    def close(self) -> None:
+        """Finishes queued work and stops the workers."""
+        self.executor.close()
+
+
+class Engine:
+    """Serves sentiment and zero-shot from one or two bundles; thread-safe."""
+
+    def __init__(self, models: Sequence[LoadedModel], config: EngineConfig):
+        self.config = config
+        self.limits = config.limits
+        self.models = list(models)
+        # The last bundle named that serves a task serves it: a zero-shot bundle named after the default
+        # embedding bundle takes zero-shot over, and the embedding bundle keeps sentiment.
+        self._sentiment = next((m for m in reversed(self.models) if "sentiment" in m.bundle.tasks), None)
+        self._zeroshot = next((m for m in reversed(self.models) if "zeroshot" in m.bundle.tasks), None)
+        if self._sentiment is None and self._zeroshot is None:
+            raise ValueError("no loaded bundle serves sentiment or zero-shot")
+        self._head = (DenseHead.load(self._sentiment.bundle.file("head"))
+                      if self._sentiment is not None and self._sentiment.bundle.kind == "embedding" else None)
+        self._hypotheses: LruCache[Row] = LruCache(4096)
+        self._ready = threading.Event()
+        self._draining = False
+
+    @classmethod
+    def load(cls, bundle_paths: Sequence[Path | str], config: EngineConfig = EngineConfig(),
+             observer: Callable[[BatchEvent], None] | None = None) -> "Engine":
+        """Loads bundles (a path named twice is loaded once); when two serve a task, the last one serves it."""
+        if config.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {config.mode!r}")
+        unique = list(dict.fromkeys(Path(p).resolve() for p in bundle_paths))
+        return cls([LoadedModel(load_bundle(p), config, observer) for p in unique], config)
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True after warm-up and before draining."""
+        return self._ready.is_set() and not self._draining
+
+    def warm_up(self) -> float:
+        """Runs the batch shapes the batcher will produce once, so the first callers pay no allocation; seconds."""
+        started = time.monotonic()
+        for model in self.models:
+            for size in WARMUP_SIZES:
+                for length in WARMUP_LENGTHS:
+                    if length > model.bundle.max_length:
+                        continue
+                    text = "好" * (length - 2)
+                    pair = "好" if model.bundle.kind == "nli" else None
+                    enc = model.tokenizer.encode_batch([text] * size, [pair] * size if pair else None)
+                    runner_futures = [model.executor.submit(e) for e in enc]
+                    for future in runner_futures:
+                        future.result()
+        self._ready.set()
+        return time.monotonic() - started
+
+    def drain(self) -> None:
+        """Stops admitting new work (NotReady); queued work still finishes."""
+        self._draining = True
+
+    def close(self) -> None:
+        """Finishes queued work and releases the sessions."""
+        self._draining = True
+        for model in self.models:
+            model.close()
+
+    def _admit(self) -> None:
+        if not self._ready.is_set():
+            raise NotReady("the model is still warming up; retry shortly")
+        if self._draining:
+            raise NotReady("the server is shutting down; retry on another replica")
+
+    # -- sentiment --------------------------------------------------------------------------------------
+
+    def submit_sentiment(self, text: str, *, strict: bool = False, deadline: float | None = None,
+                         token: fx.CancelToken | None = None, name: str = "text") -> Future:
+        """Future of one text's Sentiment; validation errors come back in the future too."""
+        try:
+            model = self._sentiment_model()
+            check_text(text, self.limits, name)
+        except Exception as error:
+            return fx.failed(error)
+        [row] = model.rows([text], None, strict=strict, deadline=deadline, token=token, names=[name])
+        return fx.then(row, self._to_sentiment)
+
+    def predict(self, texts: Sequence[str], *, strict: bool = False, deadline: float | None = None,
+                token: fx.CancelToken | None = None) -> tuple[list[Sentiment], Timing]:
+        """Sentiment of each text in order, with the request's summed timing."""
+        started = time.monotonic()
+        model = self._sentiment_model()
+        check_texts(texts, self.limits)
+        rows = model.rows(texts, None, strict=strict, deadline=deadline, token=token,
+                          names=[f"texts[{i}]" for i in range(len(texts))])
+        results = fx.wait(fx.gather(rows, lambda done: [self._to_sentiment(r) for r in done]), deadline)
+        return results, _total(results, started)
+
+    def _sentiment_model(self) -> LoadedModel:
+        self._admit()
+        if self._sentiment is None:
+            raise Unsupported("no loaded model serves sentiment; start the server with a sentiment bundle")
+        return self._sentiment
+
+    def _to_sentiment(self, row_timing: tuple[Row, Timing]) -> Sentiment:
+        """Applies the head (embedding bundles) or softmax (classifier bundles) to one row."""
+        row, timing = row_timing
+        assert self._sentiment is not None
+        labels = self._sentiment.bundle.labels
+        probs = self._head(row.values[None, :])[0] if self._head is not None else softmax(row.values)
+        best = int(np.argmax(probs))
+        return Sentiment(label=labels[best], score=float(probs[best]),
+                         scores=tuple((label, float(p)) for label, p in zip(labels, probs)),
+                         truncated=row.truncated, tokens=row.tokens, timing=timing)
+
+    # -- zero-shot --------------------------------------------------------------------------------------
+
+    def classify_zero_shot(self, texts: Sequence[str], labels: Sequence[str], *, template: str = "",
+                           multi_label: bool = False, strict: bool = False, deadline: float | None = None,
+                           token: fx.CancelToken | None = None) -> tuple[list[ZeroShot], Timing]:
+        """Scores each text against the caller's labels; labels of each result sorted by score."""
+        started = time.monotonic()
+        self._admit()
+        model = self._zeroshot
+        if model is None:
+            raise Unsupported("no loaded model serves zero-shot; start the server with a zero-shot bundle")
+        check_texts(texts, self.limits)
+        check_labels(labels, self.limits)
+        template = template or model.bundle.default_template
+        check_template(template)
+        names = [f"texts[{i}]" for i in range(len(texts))]
+        if model.bundle.kind == "nli":
+            scored = self._nli_scores(model, texts, labels, template, multi_label, strict, deadline, token, names)
+        else:
+            scored = self._cosine_scores(model, texts, labels, template, multi_label, strict, deadline, token, names)
+        results = fx.wait(scored, deadline)
+        return results, _total(results, started)
+
+    def _cosine_scores(self, model: LoadedModel, texts, labels, template, multi_label, strict, deadline, token,
+                       names) -> Future:
+        """Embedding bundles: cosine of text and hypothesis embeddings; hypotheses cached per (template, label)."""
+        settings = model.bundle.zeroshot
+        text_rows = model.rows(texts, None, strict=strict, deadline=deadline, token=token, names=names)
+        hypothesis_rows = self._hypothesis_rows(model, labels, template, deadline, token)
+
+        def score(done: list[tuple[Row, Timing]]) -> list[ZeroShot]:
+            text_part, label_part = done[: len(texts)], done[len(texts):]
+            matrix = cosine_zero_shot(
+                np.stack([r.values for r, _ in text_part]), np.stack([r.values for r, _ in label_part]),
+                temperature=float(settings.get("temperature", 0.02)), multi_label=multi_label,
+                multi_label_center=float(settings.get("multi_label_center", 0.82)))
+            return [_ranked(labels, matrix[i], row.truncated, timing) for i, (row, timing) in enumerate(text_part)]
+
+        return fx.gather(text_rows + hypothesis_rows, score)
+
+    def _hypothesis_rows(self, model: LoadedModel, labels, template, deadline, token) -> list[Future]:
+        """Hypothesis embeddings from their own cache, so user traffic never evicts them."""
+        out: list[Future | None] = [None] * len(labels)
+        missing = []
+        for i, label in enumerate(labels):
+            row = self._hypotheses.get((model.bundle.name, template, label))
+            if row is None:
+                missing.append(i)
+            else:
+                out[i] = fx.resolved((row, Timing(cache_hits=1)))
+        if missing:
+            hypotheses = [template.replace("{}", labels[i]) for i in missing]
+            prefix = model.bundle.zeroshot.get("hypothesis_prefix")
+            computed = model.rows(hypotheses, None, strict=False, deadline=deadline, token=token,
+                                  names=[f"labels[{i}]" for i in missing], prefix=prefix)
+            for i, future in zip(missing, computed):
+                out[i] = fx.then(future, self._remember_hypothesis(model, template, labels[i]))
+        return out  # type: ignore[return-value]
+
+    def _remember_hypothesis(self, model: LoadedModel, template: str, label: str):
+        def remember(row_timing: tuple[Row, Timing]) -> tuple[Row, Timing]:
+            self._hypotheses.put((model.bundle.name, template, label), row_timing[0])
+            return row_timing
+        return remember
+
+    def _nli_scores(self, model: LoadedModel, texts, labels, template, multi_label, strict, deadline, token,
+                    names) -> Future:
+        """NLI bundles: every (text, hypothesis) pair through the batcher, then ModelScope's formula."""
+        hypotheses = [template.replace("{}", label) for label in labels]
+        firsts = [t for t in texts for _ in labels]
+        seconds = hypotheses * len(texts)
+        pair_names = [n for n in names for _ in labels]
+        rows = model.rows(firsts, seconds, strict=strict, deadline=deadline, token=token, names=pair_names)
+        nli = model.bundle.nli
+
+        def score(done: list[tuple[Row, Timing]]) -> list[ZeroShot]:
+            logits = np.stack([r.values for r, _ in done]).reshape(len(texts), len(labels), -1)
+            matrix = nli_zero_shot(logits, int(nli.get("entailment_id", 0)), int(nli.get("contradiction_id", 2)),
+                                   multi_label)
+            results = []
+            for i in range(len(texts)):
+                part = done[i * len(labels):(i + 1) * len(labels)]
+                timing = Timing()
+                for _, t in part:
+                    timing.add(t)
+                results.append(_ranked(labels, matrix[i], any(r.truncated for r, _ in part), timing))
+            return results
+
+        return fx.gather(rows, score)
+
+    # -- info -------------------------------------------------------------------------------------------
+
+    def describe(self) -> list[ModelDescription]:
+        """Every loaded model with the tasks it serves here."""
+        out = []
+        for model in self.models:
+            tasks = tuple(t for t, m in (("sentiment", self._sentiment), ("zeroshot", self._zeroshot)) if m is model)
+            out.append(model.describe(tasks))
+        return out
+
+    @property
+    def queue_depth(self) -> int:
+        """Items waiting in every model's queue."""
+        return sum(model.executor.queue_depth for model in self.models)
+
+
+def _ranked(labels: Sequence[str], scores: np.ndarray, truncated: bool, timing: Timing) -> ZeroShot:
+    """Labels with their scores, highest first (ties keep the caller's order)."""
+    order = sorted(range(len(labels)), key=lambda i: -float(scores[i]))
+    return ZeroShot(labels=tuple((labels[i], float(scores[i])) for i in order), truncated=truncated, timing=timing)
+
+
+def _total(results: Sequence[Sentiment | ZeroShot], started: float) -> Timing:
+    """The request's timing: each item's phases summed, and the wall time."""
+    total = Timing()
+    for result in results:
+        total.add(result.timing)
+    total.total_us = int((time.monotonic() - started) * 1e6)
+    return total

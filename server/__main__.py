@@ -1,0 +1,6 @@
+"""python -m server."""
+import sys
+
+from .main import main
+
+sys.exit(main())

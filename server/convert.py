@@ -1,0 +1,51 @@
+"""Conversions between protobuf messages and the engine's domain objects."""
+from google.rpc import status_pb2
+
+from model.engine import ModelDescription
+from model.types import Sentiment, Timing, ZeroShot, polarity
+from model.validation import Limits
+from protos import senti_pb2 as pb
+
+POLARITY = {"negative": pb.POLARITY_NEGATIVE, "positive": pb.POLARITY_POSITIVE, None: pb.POLARITY_UNSPECIFIED}
+TASK = {"sentiment": pb.TASK_SENTIMENT, "zeroshot": pb.TASK_ZERO_SHOT}
+
+
+def metadata(timing: Timing) -> pb.Metadata:
+    """Timing -> Metadata."""
+    return pb.Metadata(tokenize_us=timing.tokenize_us, queue_us=timing.queue_us, inference_us=timing.inference_us,
+                       total_us=timing.total_us, batch_size=timing.batch_size, cache_hits=timing.cache_hits)
+
+
+def prediction(result: Sentiment) -> pb.Prediction:
+    """Sentiment -> Prediction."""
+    return pb.Prediction(
+        label=result.label, score=result.score,
+        scores=[pb.LabelScore(label=label, score=score) for label, score in result.scores],
+        polarity=POLARITY[polarity(result.label)], truncated=result.truncated, tokens=result.tokens)
+
+
+def zero_shot_result(result: ZeroShot) -> pb.ZeroShotResult:
+    """ZeroShot -> ZeroShotResult."""
+    return pb.ZeroShotResult(labels=[pb.LabelScore(label=label, score=score) for label, score in result.labels],
+                             truncated=result.truncated)
+
+
+def error_status(code, message: str) -> status_pb2.Status:
+    """A grpc.StatusCode and message -> google.rpc.Status for a per-item stream error."""
+    return status_pb2.Status(code=code.value[0], message=message)
+
+
+def model_info(description: ModelDescription) -> pb.ModelInfo:
+    """ModelDescription -> ModelInfo."""
+    return pb.ModelInfo(
+        name=description.name, kind=description.kind, tasks=[TASK[t] for t in description.tasks],
+        labels=list(description.labels), max_tokens=description.max_tokens, backend=description.backend,
+        quantization=description.quantization, default_template=description.default_template,
+        provenance=description.provenance, metrics=description.metrics)
+
+
+def limits(value: Limits) -> pb.Limits:
+    """Limits -> Limits message."""
+    return pb.Limits(max_texts_per_request=value.max_texts_per_request,
+                     max_labels_per_request=value.max_labels_per_request,
+                     max_chars_per_text=value.max_chars_per_text, max_stream_in_flight=value.max_stream_in_flight)

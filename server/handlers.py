@@ -1,0 +1,156 @@
+"""gRPC handlers: convert the request, call the engine, convert the result; errors go through one table."""
+import functools
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+
+import grpc
+
+from model.engine import Engine
+from model.errors import SentiError
+from model.futures import CancelToken
+from protos import senti_pb2 as pb
+from protos import senti_pb2_grpc
+
+from . import convert
+from .errors import status_of
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+
+def deadline_of(context: grpc.ServicerContext) -> float | None:
+    """The caller's deadline on the monotonic clock, or None when it set none."""
+    remaining = context.time_remaining()
+    # grpc reports "no deadline" as a huge number of seconds.
+    if remaining is None or remaining > 10 ** 8:
+        return None
+    return time.monotonic() + remaining
+
+
+def cancel_token(context: grpc.ServicerContext) -> CancelToken:
+    """A token that cancels the request's queued work when the RPC ends early (cancel, deadline, disconnect)."""
+    token = CancelToken()
+    context.add_callback(token.cancel)
+    return token
+
+
+def unary(method):
+    """Runs a unary handler and turns any error into its status code through the table."""
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except Exception as error:
+            code, message = status_of(error)
+            context.abort(code, message)
+    return wrapper
+
+
+class SentiServicer(senti_pb2_grpc.SentiServiceServicer):
+    """senti.v1.SentiService over an Engine."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @unary
+    def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
+        results, timing = self.engine.predict(list(request.texts), strict=request.strict,
+                                              deadline=deadline_of(context), token=cancel_token(context))
+        return pb.PredictResponse(predictions=[convert.prediction(r) for r in results],
+                                  metadata=convert.metadata(timing))
+
+    @unary
+    def ClassifyZeroShot(self, request: pb.ClassifyZeroShotRequest, context) -> pb.ClassifyZeroShotResponse:
+        results, timing = self.engine.classify_zero_shot(
+            list(request.texts), list(request.labels), template=request.hypothesis_template,
+            multi_label=request.multi_label, strict=request.strict, deadline=deadline_of(context),
+            token=cancel_token(context))
+        return pb.ClassifyZeroShotResponse(results=[convert.zero_shot_result(r) for r in results],
+                                           metadata=convert.metadata(timing))
+
+    @unary
+    def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.GetModelInfoResponse:
+        return pb.GetModelInfoResponse(
+            models=[convert.model_info(d) for d in self.engine.describe()],
+            limits=convert.limits(self.engine.limits), execution_mode=self.engine.config.mode, version=VERSION)
+
+    def PredictStream(self, request_iterator, context):
+        """Reads items on a helper thread, at most max_stream_in_flight at once; yields answers as they finish."""
+        stream = _Stream(self.engine, context)
+        reader = threading.Thread(target=stream.read, args=(request_iterator,), name="senti-stream-reader",
+                                  daemon=True)
+        reader.start()
+        yield from stream.answers()
+
+
+class _Stream:
+    """State of one PredictStream: a bounded number of items in flight and a queue of finished ones."""
+
+    _END = object()
+
+    def __init__(self, engine: Engine, context: grpc.ServicerContext):
+        self.engine = engine
+        self.context = context
+        self.deadline = deadline_of(context)
+        self.token = cancel_token(context)
+        self.slots = threading.Semaphore(engine.limits.max_stream_in_flight)
+        self.finished: queue.Queue = queue.Queue()
+
+    def read(self, request_iterator) -> None:
+        """Submits each request; blocking on a slot stops reading, so gRPC flow control holds the producer."""
+        submitted = 0
+        try:
+            for request in request_iterator:
+                self.slots.acquire()
+                if self.token.cancelled:
+                    self.slots.release()
+                    break
+                submitted += 1
+                self._submit(request)
+        except Exception as error:  # the client went away or sent garbage: answer what was accepted
+            if not self.token.cancelled:
+                log.info("stream reader stopped: %s", error)
+        finally:
+            self.finished.put((self._END, submitted))
+
+    def _submit(self, request: pb.PredictStreamRequest) -> None:
+        """Queues one item; its answer lands in `finished` when it is done, whatever happens."""
+        started = time.monotonic()
+        try:
+            future = self.engine.submit_sentiment(request.text, strict=request.strict, deadline=self.deadline,
+                                                  token=self.token, name=f"item {request.id!r}")
+        except SentiError as error:  # not ready, draining: per item, like every other error
+            future = Future()
+            future.set_exception(error)
+        future.add_done_callback(lambda done, rid=request.id: self.finished.put((rid, done, started)))
+
+    def answers(self):
+        """Yields one response per submitted item, then ends when the reader has finished."""
+        answered, total = 0, None
+        while total is None or answered < total:
+            item = self.finished.get()
+            if item[0] is self._END:
+                total = item[1]
+                continue
+            request_id, done, started = item
+            answered += 1
+            self.slots.release()
+            yield self._response(request_id, done, started)
+
+    def _response(self, request_id: str, done: Future, started: float) -> pb.PredictStreamResponse:
+        """A prediction, or the item's error as google.rpc.Status."""
+        if done.cancelled():
+            status = convert.error_status(grpc.StatusCode.CANCELLED, "the request was cancelled")
+            return pb.PredictStreamResponse(id=request_id, error=status)
+        error = done.exception()
+        if error is not None:
+            code, message = status_of(error)
+            return pb.PredictStreamResponse(id=request_id, error=convert.error_status(code, message))
+        result = done.result()
+        timing = result.timing
+        timing.total_us = int((time.monotonic() - started) * 1e6)
+        return pb.PredictStreamResponse(id=request_id, prediction=convert.prediction(result),
+                                        metadata=convert.metadata(timing))

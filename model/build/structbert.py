@@ -336,8 +336,8 @@ def _offline_hint(model_id: str, endpoint: str) -> str:
     name = model_id.rsplit("/", 1)[-1]
     return (
         f"cannot reach the ModelScope hub at {endpoint} and '{model_id}' is not in the local "
-        f"ModelScope cache. Download it elsewhere (e.g. `modelscope download --model {model_id} "
-        f"--local_dir ./{name}`), copy the folder here and run: senti-model build structbert /path/to/{name}")
+        f"ModelScope cache. Download it elsewhere (e.g. `modelscope download {model_id} "
+        f"--local-dir ./{name}`), copy the folder here and run: senti-model build structbert /path/to/{name}")
 
 
 def fetch_checkpoint(model_id_or_folder: str, cache_dir: Path | None = None) -> Path:
@@ -347,7 +347,12 @@ def fetch_checkpoint(model_id_or_folder: str, cache_dir: Path | None = None) -> 
         return local.resolve()
     if model_id_or_folder.count("/") != 1 or model_id_or_folder.startswith((".", "/", "~")):
         raise FileNotFoundError(f"{model_id_or_folder} is neither a folder nor a ModelScope id (owner/name)")
-    from modelscope import snapshot_download  # lazy: only model ids need the hub client
+    try:
+        from modelscope import snapshot_download  # lazy: only model ids need the hub client
+    except ImportError as e:
+        raise RuntimeError(f"'{model_id_or_folder}' looks like a ModelScope id but the hub client is missing: "
+                           "pip install modelscope==1.40.2 (not modelscope[nlp]), or pass a local folder: "
+                           "senti-model build structbert /path/to/folder") from e
 
     # Resolved per call: modelscope-hub memoizes its cache root on first use, so a later
     # MODELSCOPE_CACHE change (another build, a test) would otherwise be ignored.

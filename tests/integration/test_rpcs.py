@@ -1,0 +1,219 @@
+"""All RPCs over a real channel to a real server on port 0, on the tiny bundle built in the session."""
+import json
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from tokenizers import Tokenizer
+
+from model.heads import DenseHead
+from protos import senti_pb2 as pb
+from protos import senti_pb2_grpc
+from tests.conftest import running_server
+
+
+def reference_probs(bundle, texts):
+    """Sentiment probabilities computed directly: tokenizer, one ONNX session, numpy head."""
+    meta = json.loads((bundle / "bundle.json").read_text())
+    tok = Tokenizer.from_file(str(bundle / meta["files"]["tokenizer"]))
+    tok.enable_truncation(meta["max_length"])
+    session = ort.InferenceSession(str(bundle / meta["files"]["model"]), providers=["CPUExecutionProvider"])
+    head = DenseHead.load(bundle / meta["files"]["head"])
+    rows = []
+    for text in texts:
+        ids = np.array([tok.encode(meta.get("text_prefix", "") + text).ids], dtype=np.int64)
+        rows.append(session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0])
+    return head(np.stack(rows)), meta["labels"]
+
+
+def test_predict_matches_a_direct_computation(tiny_server, tiny_bundle):
+    _, client = tiny_server
+    texts = ["这家餐厅太难吃了", "服务很贴心", "一般般吧，还行"]
+    predictions = client.predict(texts)
+    expected, labels = reference_probs(tiny_bundle, texts)
+    assert len(predictions) == 3
+    for p, probs in zip(predictions, expected):
+        assert [p.scores[label] for label in labels] == pytest.approx(list(probs), abs=1e-5)
+        assert p.label == labels[int(np.argmax(probs))]
+        assert p.score == pytest.approx(float(probs.max()), abs=1e-5)
+        assert p.polarity == p.label
+        assert not p.truncated and p.tokens > 2
+
+
+def test_predict_reports_timing_and_caches_repeats(tiny_server):
+    _, client = tiny_server
+    first = client.predict_with_metadata(["第一次见到这么好的东西"])
+    assert first.metadata.inference_us > 0 and first.metadata.total_us > 0
+    assert first.metadata.batch_size >= 1 and first.metadata.cache_hits == 0
+    again = client.predict_with_metadata(["第一次见到这么好的东西"])
+    assert again.metadata.cache_hits == 1
+    assert again.predictions[0] == first.predictions[0]
+
+
+def test_long_text_is_truncated_or_rejected_when_strict(tiny_server):
+    running, client = tiny_server
+    long_text = "非常好" * 200  # far more tokens than the tiny model's max_length
+    [p] = client.predict(long_text)
+    assert p.truncated and p.tokens == running.engine.describe()[0].max_tokens
+    with pytest.raises(grpc.RpcError) as err:
+        client.predict(long_text, strict=True)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "texts[0] is longer than the model's" in err.value.details()
+
+
+@pytest.mark.parametrize("texts, message", [
+    ([], "texts is empty"),
+    ([""], "texts[0] is empty"),
+    (["好", "   \n\t"], "texts[1] is empty or only whitespace"),
+    (["好"] * 9, "texts has 9 items; the limit is 8"),
+    (["好" * 100000], "texts[0] has 100000 characters; the limit is 2000"),
+])
+def test_predict_bad_input_is_invalid_argument(tiny_server, texts, message):
+    _, client = tiny_server
+    with pytest.raises(grpc.RpcError) as err:
+        client.predict(texts)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in err.value.details()
+
+
+def test_control_characters_and_emoji_are_served(tiny_server):
+    _, client = tiny_server
+    predictions = client.predict(["\x00\x01好评\x7f", "😀😡🔥", "\u200b\ufeff\u202e反转"])
+    assert len(predictions) == 3 and all(0 <= p.score <= 1 for p in predictions)
+
+
+def test_zero_shot_sorted_scores(tiny_server):
+    _, client = tiny_server
+    labels = ["体育", "财经", "科技"]
+    [result] = client.classify_zero_shot("国足三比零战胜对手", labels)
+    scores = [s for _, s in result.labels]
+    assert sorted(label for label, _ in result.labels) == sorted(labels)
+    assert scores == sorted(scores, reverse=True)
+    assert sum(scores) == pytest.approx(1.0, abs=1e-5)
+    [multi] = client.classify_zero_shot("国足三比零战胜对手", labels, multi_label=True)
+    assert all(0 <= s <= 1 for _, s in multi.labels)
+    assert sum(s for _, s in multi.labels) != pytest.approx(1.0, abs=1e-3)
+
+
+def test_zero_shot_template_changes_scores_and_repeats_are_cached(tiny_server):
+    _, client = tiny_server
+    a = client.classify_zero_shot("股市今天大涨", ["财经", "体育"], template="这是一条关于{}的新闻")
+    b = client.classify_zero_shot("股市今天大涨", ["财经", "体育"], template="{}")
+    assert dict(a[0].labels) != dict(b[0].labels)
+
+
+@pytest.mark.parametrize("labels, template, message", [
+    ([], "", "labels is empty"),
+    (["体育", "体育"], "", "labels[1] '体育' repeats labels[0]"),
+    (["体育", ""], "", "labels[1] is empty"),
+    (["a", "b", "c", "d", "e", "f"], "", "labels has 6 items; the limit is 5"),
+    (["体育"], "没有占位符", "hypothesis_template must contain '{}' exactly once"),
+    (["体育"], "{}{}", "hypothesis_template must contain '{}' exactly once"),
+])
+def test_zero_shot_bad_input(tiny_server, labels, template, message):
+    _, client = tiny_server
+    with pytest.raises(grpc.RpcError) as err:
+        client.classify_zero_shot("一条新闻", labels, template=template)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in err.value.details()
+
+
+def test_stream_answers_each_id_once_with_per_item_errors(tiny_server):
+    _, client = tiny_server
+    items = [(f"id-{i}", "质量很好" if i % 7 else "   ") for i in range(50)]
+    items.append(("huge", "好" * 5000))
+    results = list(client.stream(iter(items)))
+    assert sorted(r.id for r in results) == sorted(i for i, _ in items)
+    bad = {r.id: r for r in results if not r.ok}
+    assert set(bad) == {f"id-{i}" for i in range(0, 50, 7)} | {"huge"}
+    assert all(r.error_code == grpc.StatusCode.INVALID_ARGUMENT for r in bad.values())
+    assert "is empty or only whitespace" in bad["id-0"].error_message
+    assert "has 5000 characters" in bad["huge"].error_message
+    assert all(r.prediction.label in ("negative", "positive") for r in results if r.ok)
+
+
+def test_stream_strict_item_error_and_empty_stream(tiny_server):
+    _, client = tiny_server
+    [result] = list(client.stream(iter([("long", "非常好" * 200)]), strict=True))
+    assert result.error_code == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(client.stream(iter([]))) == []
+
+
+def test_cancelled_stream_leaves_the_server_serving(tiny_server):
+    running, client = tiny_server
+    stub = senti_pb2_grpc.SentiServiceStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
+
+    def endless():
+        i = 0
+        while True:
+            i += 1
+            yield pb.PredictStreamRequest(id=str(i), text="还不错")
+
+    call = stub.PredictStream(endless())
+    first = next(call)
+    assert first.HasField("prediction")
+    call.cancel()
+    with pytest.raises(grpc.RpcError) as err:
+        for _ in call:
+            pass
+    assert err.value.code() == grpc.StatusCode.CANCELLED
+    assert client.predict("服务很贴心")[0].label in ("negative", "positive")
+
+
+def test_deadline_shorter_than_the_wait_is_deadline_exceeded(tiny_server):
+    _, client = tiny_server
+    with pytest.raises(grpc.RpcError) as err:
+        client.predict(["很好"] * 8, timeout=0.000001)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert client.predict("很好")[0].label in ("negative", "positive")
+
+
+def test_model_info(tiny_server, tiny_bundle):
+    _, client = tiny_server
+    info = client.info()
+    [model] = info.models
+    assert model.kind == "embedding"
+    assert list(model.tasks) == [pb.TASK_SENTIMENT, pb.TASK_ZERO_SHOT]
+    assert list(model.labels) == ["negative", "positive"]
+    assert model.max_tokens == json.loads((tiny_bundle / "bundle.json").read_text())["max_length"]
+    assert "onnxruntime" in model.backend and model.default_template
+    assert info.limits.max_texts_per_request == 8 and info.limits.max_stream_in_flight == 4
+    assert info.execution_mode == "batched"
+
+
+def test_health_and_reflection(tiny_server):
+    running, client = tiny_server
+    assert client.health() == "SERVING"
+    assert client.health("senti.v1.SentiService") == "SERVING"
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    [answer] = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    names = {s.name for s in answer.list_services_response.service}
+    assert {"senti.v1.SentiService", "grpc.health.v1.Health"} <= names
+
+
+def test_not_serving_and_unavailable_until_warm(tiny_bundle):
+    with running_server(tiny_bundle, warm=False) as (running, client):
+        assert client.health() == "NOT_SERVING"
+        with pytest.raises(grpc.RpcError) as err:
+            client.predict("好")
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        running.engine.warm_up()
+        running.set_serving(True)
+        assert client.health() == "SERVING"
+        assert client.predict("好")[0].label in ("negative", "positive")
+
+
+@pytest.mark.parametrize("mode", ["lock", "per-thread"])
+def test_every_execution_mode_gives_the_same_answers(tiny_server, tiny_bundle, mode):
+    _, batched = tiny_server
+    texts = ["物流很快", "包装破损，很失望", "一般"]
+    expected = [p.scores for p in batched.predict(texts)]
+    with running_server(tiny_bundle, mode=mode, sessions=2, cache_size=0) as (running, client):
+        got = [p.scores for p in client.predict(texts)]
+        assert client.info().execution_mode == mode
+    for g, e in zip(got, expected):
+        assert g == pytest.approx(e, abs=1e-5)

@@ -40,3 +40,7 @@ proto-check: install
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache
+
+bench: model
+	$(PY) -m pip install --quiet -r requirements/bench.txt
+	$(PY) -m loadtest.bench $(BENCH_ARGS)

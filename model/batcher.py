@@ -192,15 +192,19 @@ class Batcher:
     def _drop_dead(self, batch: list[WorkItem]) -> list[WorkItem]:
         """Skips items whose caller cancelled or whose deadline passed; marks the rest running."""
         now = time.monotonic()
-        live = []
+        live, expired, cancelled = [], [], 0
         for item in batch:
             if not item.future.set_running_or_notify_cancel():
-                self.stats.skipped_cancelled += 1
+                cancelled += 1
             elif item.deadline is not None and now >= item.deadline:
-                self.stats.skipped_deadline += 1
-                item.future.set_exception(DeadlineExceeded("the deadline passed while the request was queued"))
+                expired.append(item)
             else:
                 live.append(item)
+        with self._cond:
+            self.stats.skipped_cancelled += cancelled
+            self.stats.skipped_deadline += len(expired)
+        for item in expired:
+            item.future.set_exception(DeadlineExceeded("the deadline passed while the request was queued"))
         return live
 
     def _run(self, runner: Runner, batch: list[WorkItem]) -> None:
@@ -210,7 +214,8 @@ class Batcher:
             rows = runner.run([item.encoded for item in batch])
         except Exception as error:  # every caller of this batch must hear about it
             log.exception("batch of %d failed", len(batch))
-            self.stats.failed_batches += 1
+            with self._cond:
+                self.stats.failed_batches += 1
             for item in batch:
                 item.future.set_exception(error)
             return
@@ -218,10 +223,11 @@ class Batcher:
         inference_us = int((finished - started) * 1e6)
         width = max(item.encoded.length for item in batch)
         real = sum(item.encoded.length for item in batch)
-        self.stats.batches += 1
-        self.stats.items += len(batch)
-        self.stats.padded_tokens += width * len(batch)
-        self.stats.real_tokens += real
+        with self._cond:  # workers update the counters concurrently
+            self.stats.batches += 1
+            self.stats.items += len(batch)
+            self.stats.padded_tokens += width * len(batch)
+            self.stats.real_tokens += real
         for item, row in zip(batch, rows):
             item.future.set_result(BatchOutput(row, int((started - item.enqueued) * 1e6), inference_us, len(batch)))
         if self._observer is not None:
@@ -237,6 +243,7 @@ class DirectExecutor:
 
     def __init__(self, runners: Sequence[Runner], observer: Callable[[BatchEvent], None] | None = None):
         self.stats = BatchStats()
+        self._stats_lock = threading.Lock()
         self._pool: queue.Queue[Runner] = queue.Queue()
         for runner in runners:
             self._pool.put(runner)
@@ -259,22 +266,25 @@ class DirectExecutor:
         try:
             started = time.monotonic()
             if deadline is not None and started >= deadline:
-                self.stats.skipped_deadline += 1
+                with self._stats_lock:
+                    self.stats.skipped_deadline += 1
                 future.set_exception(DeadlineExceeded("the deadline passed while the request was queued"))
                 return future
             row = runner.run([encoded])[0]
         except Exception as error:
             log.exception("direct run failed")
-            self.stats.failed_batches += 1
+            with self._stats_lock:
+                self.stats.failed_batches += 1
             future.set_exception(error)
             return future
         finally:
             self._pool.put(runner)
         finished = time.monotonic()
-        self.stats.batches += 1
-        self.stats.items += 1
-        self.stats.padded_tokens += encoded.length
-        self.stats.real_tokens += encoded.length
+        with self._stats_lock:
+            self.stats.batches += 1
+            self.stats.items += 1
+            self.stats.padded_tokens += encoded.length
+            self.stats.real_tokens += encoded.length
         future.set_result(BatchOutput(row, int((started - enqueued) * 1e6), int((finished - started) * 1e6), 1))
         if self._observer is not None:
             self._observer(BatchEvent(1, encoded.length, encoded.length, finished - started, 0))

@@ -279,6 +279,7 @@ def build_default_bundle(out_dir: Path, progress: bool = True, force: bool = Fal
     # temp dir next to the target so the final rename stays on one filesystem (atomic)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp creates 0700; the bundle should be readable like any build output
         meta = _build(tmp, files, checksums, fingerprint, progress)
         (tmp / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         old = None

@@ -17,7 +17,7 @@ from .cache import LruCache
 from .errors import InvalidInput, NotReady, Unsupported
 from .heads import DenseHead, cosine_zero_shot, nli_zero_shot, softmax
 from .runtime import OnnxRunner, backend_name
-from .tokenize import TextTokenizer
+from .tokenize import load_tokenizer
 from .types import Encoded, Sentiment, Timing, ZeroShot
 from .validation import Limits, check_labels, check_template, check_text, check_texts
 
@@ -85,7 +85,7 @@ class LoadedModel:
 
     def __init__(self, bundle: Bundle, config: EngineConfig, observer: Callable[[BatchEvent], None] | None):
         self.bundle = bundle
-        self.tokenizer = TextTokenizer(bundle.file("tokenizer"), bundle.max_length, bundle.text_prefix)
+        self.tokenizer = load_tokenizer(bundle)
         sessions, threads = config.resolved_sessions()
         model_file = bundle.model_file(config.variant)
         pad_to = bundle.max_length if config.pad_to_max_length else None

@@ -95,9 +95,17 @@ class _Stream:
         self.engine = engine
         self.context = context
         self.deadline = deadline_of(context)
-        self.token = cancel_token(context)
+        self.token = CancelToken()
         self.slots = threading.Semaphore(engine.limits.max_stream_in_flight)
         self.finished: queue.Queue = queue.Queue()
+        context.add_callback(self.stop)
+
+    def stop(self) -> None:
+        """The RPC ended (cancelled, deadline, disconnect, or done): cancel queued items, wake the reader."""
+        self.token.cancel()
+        # Nobody consumes answers any more: free enough slots that a reader waiting for one sees the end.
+        for _ in range(self.engine.limits.max_stream_in_flight):
+            self.slots.release()
 
     def read(self, request_iterator) -> None:
         """Submits each request; blocking on a slot stops reading, so gRPC flow control holds the producer."""

@@ -12,10 +12,8 @@ import numpy as np
 import onnx
 import torch
 
-log = logging.getLogger(__name__)
-
-# onnxruntime 1.31 reads IR <= 11; onnx 1.23 may stamp newer IR versions on save,
-# so we clamp. Opset 17 only needs IR 8, so lowering never drops features we use.
+# onnx 1.23 may stamp an IR version newer than some onnxruntime releases read, so we clamp;
+# opset 17 only needs IR 8, so lowering never drops a feature the graph uses.
 MAX_IR_VERSION = 10
 
 # reduce_range=True quantizes weights to 7 bits so the u8s8 VPMADDUBSW path of AVX2 CPUs
@@ -75,7 +73,7 @@ def _variant_inputs(example_inputs: dict[str, torch.Tensor]) -> dict[str, torch.
 
 def _verify(module: torch.nn.Module, path: Path, example_inputs: dict[str, torch.Tensor],
             atol: float = 1e-3) -> None:
-    """Checks the exported graph against eager torch on the trace shape and on a new shape."""
+    """Checks the exported graph against eager torch on the trace shape and on a new shape (atol scaled by output size)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -88,9 +86,12 @@ def _verify(module: torch.nn.Module, path: Path, example_inputs: dict[str, torch
         for g, w in zip(got, want):
             if g.shape != w.shape:
                 raise RuntimeError(f"ONNX export shape mismatch: {g.shape} vs torch {w.shape}")
-            err = float(np.max(np.abs(g.astype(np.float64) - w.astype(np.float64)))) if g.size else 0.0
-            if err > atol:
-                raise RuntimeError(f"ONNX export differs from torch: max |diff| = {err:.3g} > {atol}")
+            if not g.size:
+                continue
+            err = float(np.max(np.abs(g.astype(np.float64) - w.astype(np.float64))))
+            bound = atol * max(1.0, float(np.max(np.abs(w))))  # relative for large logits
+            if err > bound:
+                raise RuntimeError(f"ONNX export differs from torch: max |diff| = {err:.3g} > {bound:.3g}")
 
 
 def _finalize(path: Path) -> None:

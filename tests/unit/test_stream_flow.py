@@ -57,3 +57,26 @@ def test_reader_never_runs_ahead_of_the_consumer_by_more_than_the_bound():
     assert sum(a.HasField("error") for a in answers) == total // 10
     # One item may be read while the reader waits for a slot, and one slot is freed just before a yield.
     assert worst[0] <= in_flight + 2
+
+
+class StuckEngine(InstantEngine):
+    """Never answers: every item stays in flight."""
+
+    def submit_sentiment(self, text, **kwargs):
+        return Future()
+
+
+def test_ending_the_rpc_releases_a_reader_waiting_for_a_slot():
+    stream = _Stream(StuckEngine(2), FakeContext())
+    pulled = []
+
+    def endless():
+        while True:
+            pulled.append(1)
+            yield pb.PredictStreamRequest(id=str(len(pulled)), text="好")
+
+    reader = threading.Thread(target=stream.read, args=(endless(),))
+    reader.start()
+    stream.stop()  # what gRPC's termination callback does when the client cancels
+    reader.join(5)
+    assert not reader.is_alive()

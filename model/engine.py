@@ -24,9 +24,19 @@ from .validation import Limits, check_labels, check_template, check_text, check_
 log = logging.getLogger(__name__)
 
 MODES = ("batched", "lock", "per-thread")
-# Warm-up shapes: batch sizes and token lengths the batcher will produce most (first runs pay allocation).
-WARMUP_SIZES = (1, 4, 16)
-WARMUP_LENGTHS = (8, 32, 96)
+# Warm-up: short inputs at every power-of-two batch size, then the largest padded shapes the batch limits allow
+# (so that each session's memory arena has grown to its peak before the first caller).
+WARMUP_SHORT_LENGTH = 8
+
+
+def warmup_shapes(max_batch_size: int, max_batch_tokens: int, max_length: int) -> list[tuple[int, int]]:
+    """(batch size, tokens) pairs that cover the batches the batcher can produce under these limits."""
+    sizes = sorted({min(2 ** i, max_batch_size) for i in range(max_batch_size.bit_length() + 1)})
+    shapes = [(size, min(WARMUP_SHORT_LENGTH, max_length)) for size in sizes]
+    widest = max(1, min(max_length, max_batch_tokens // max_batch_size))
+    shapes.append((max_batch_size, widest))
+    shapes.append((max(1, min(max_batch_size, max_batch_tokens // max_length)), max_length))
+    return list(dict.fromkeys(shapes))
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,7 @@ class LoadedModel:
         pad_to = bundle.max_length if config.pad_to_max_length else None
         runners = [OnnxRunner(model_file, bundle.input_names, bundle.output_name, self.tokenizer.pad_id, threads, pad_to)
                    for _ in range(sessions)]
+        self.runners = runners
         if config.mode == "batched":
             self.executor: Batcher | DirectExecutor = Batcher(
                 runners, max_batch_size=config.max_batch_size, max_batch_tokens=config.max_batch_tokens,
@@ -205,19 +216,17 @@ class Engine:
         return self._ready.is_set() and not self._draining
 
     def warm_up(self) -> float:
-        """Runs the batch shapes the batcher will produce once, so the first callers pay no allocation; seconds."""
+        """Runs every session once at each shape of `warmup_shapes`, so the first callers pay no allocation;
+        returns the seconds it took."""
         started = time.monotonic()
         for model in self.models:
-            for size in WARMUP_SIZES:
-                for length in WARMUP_LENGTHS:
-                    if length > model.bundle.max_length:
-                        continue
-                    text = "好" * (length - 2)
-                    pair = "好" if model.bundle.kind == "nli" else None
-                    enc = model.tokenizer.encode_batch([text] * size, [pair] * size if pair else None)
-                    runner_futures = [model.executor.submit(e) for e in enc]
-                    for future in runner_futures:
-                        future.result()
+            pair = "好" if model.bundle.kind == "nli" else None
+            for size, length in warmup_shapes(self.config.max_batch_size, self.config.max_batch_tokens,
+                                              model.bundle.max_length):
+                text = "好" * max(1, length - 2)  # truncated to max_length by the tokenizer
+                encoded = model.tokenizer.encode_batch([text] * size, [pair] * size if pair else None)
+                for runner in model.runners:
+                    runner.run(encoded)
         self._ready.set()
         return time.monotonic() - started
 
@@ -310,10 +319,12 @@ class Engine:
 
         def score(done: list[tuple[Row, Timing]]) -> list[ZeroShot]:
             text_part, label_part = done[: len(texts)], done[len(texts):]
+            multi_t = settings.get("multi_label_temperature")
             matrix = cosine_zero_shot(
                 np.stack([r.values for r, _ in text_part]), np.stack([r.values for r, _ in label_part]),
                 temperature=float(settings.get("temperature", 0.02)), multi_label=multi_label,
-                multi_label_center=float(settings.get("multi_label_center", 0.82)))
+                multi_label_center=float(settings.get("multi_label_center", 0.82)),
+                multi_label_temperature=None if multi_t is None else float(multi_t))
             return [_ranked(labels, matrix[i], row.truncated, timing) for i, (row, timing) in enumerate(text_part)]
 
         return fx.gather(text_rows + hypothesis_rows, score)

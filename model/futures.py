@@ -77,7 +77,8 @@ def then(source: Future, fn: Callable[[T], U]) -> Future:
 
 
 def gather(futures: list[Future], fn: Callable[[list], U]) -> Future:
-    """A future of fn(all results in order), failing with the first error."""
+    """A future of fn(all results in order), failing with the first error as soon as it happens (so a request
+    whose fifth text overflowed the queue fails at once rather than after its first four ran)."""
     target: Future = Future()
     if not futures:
         target.set_result(fn([]))
@@ -85,20 +86,16 @@ def gather(futures: list[Future], fn: Callable[[list], U]) -> Future:
     remaining = [len(futures)]
     lock = threading.Lock()
 
-    def finish(_: Future) -> None:
+    def finish(done: Future) -> None:
+        failure = (Cancelled("the request was cancelled") if done.cancelled() else done.exception())
         with lock:
             remaining[0] -= 1
-            if remaining[0] or target.done():
+            if target.done() or (remaining[0] and failure is None):
                 return
-        results = []
-        for future in futures:
-            if future.cancelled():
-                target.set_exception(Cancelled("the request was cancelled"))
+            if failure is not None:
+                target.set_exception(failure)
                 return
-            if future.exception() is not None:
-                target.set_exception(future.exception())
-                return
-            results.append(future.result())
+        results = [future.result() for future in futures]
         try:
             target.set_result(fn(results))
         except BaseException as fn_error:

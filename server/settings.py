@@ -2,7 +2,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.engine import EngineConfig
@@ -54,16 +54,74 @@ class Settings(BaseSettings):
     """Most characters in one text; longer texts are rejected before they are tokenised."""
     max_stream_in_flight: int = Field(64, ge=1)
     """Items of one PredictStream being worked on at once; a faster producer is held back by flow control."""
-    grpc_workers: int = Field(64, ge=1)
-    """Threads that run RPC handlers (a waiting unary call holds one)."""
-    max_concurrent_rpcs: int = Field(256, ge=1)
-    """RPCs admitted at once; beyond it callers get RESOURCE_EXHAUSTED instead of queueing without bound."""
+    grpc_workers: int = Field(64, ge=2)
+    """Threads that run RPC handlers (a waiting unary call or an open stream holds one); the threads beyond
+    max_concurrent_rpcs keep health checks and quick refusals answered under overload."""
+    max_concurrent_rpcs: int = Field(48, ge=1)
+    """SentiService RPCs (streams included) admitted at once; beyond it callers get RESOURCE_EXHAUSTED at once,
+    with a 'retry-after-ms' hint, instead of queueing. Must be below grpc_workers. Bounds the queue wait of
+    admitted calls to about max_concurrent_rpcs / throughput."""
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     """Largest request or response message."""
     grace_s: float = Field(10.0, ge=0)
     """On SIGTERM/SIGINT: seconds to finish in-flight work after health turns NOT_SERVING."""
+    shutdown_delay_s: float = Field(0.0, ge=0)
+    """On SIGTERM/SIGINT: seconds to keep serving after health turns NOT_SERVING, so that balancers and
+    Kubernetes readiness probes stop routing here before the port closes (set it to a probe period or two).
+    A second signal cuts it short."""
     log_level: str = "INFO"
     """Logging level."""
+    log_format: Literal["json", "text"] = "json"
+    """json: one JSON object per line (request id, RPC, status, latency in the access log); text: for people."""
+    metrics_port: int = Field(9464, ge=-1, le=65535)
+    """Port of the Prometheus /metrics HTTP endpoint; 0 picks a free one, -1 turns it off."""
+    metrics_host: str = "0.0.0.0"
+    """Address of the metrics endpoint."""
+    health_port: int = Field(-1, ge=-1, le=65535)
+    """A second, plaintext port serving only grpc.health.v1 (for Kubernetes gRPC probes, which speak neither TLS
+    nor auth, when the main port uses TLS); -1 turns it off."""
+    auth_tokens: SecretStr | None = None
+    """Bearer tokens that may call senti, comma-separated, each 'client-name:token' or just 'token' (16+ chars);
+    unset = no auth. Callers send metadata 'authorization: Bearer <token>'; the health service is exempt.
+    Prefer auth_tokens_file (a mounted Secret) to an environment variable."""
+    auth_tokens_file: Path | None = None
+    """File of bearer tokens, one 'client-name:token' per line (# comments); adds to auth_tokens."""
+    rate_limit_rps: float = Field(0.0, ge=0)
+    """Requests per second each client may make (client = token name, mTLS common name, else peer address);
+    beyond it RESOURCE_EXHAUSTED with trailing metadata 'retry-after-ms'. Stream items count one each and are
+    slowed instead of refused. 0 = no limit."""
+    rate_limit_burst: int = Field(0, ge=0)
+    """Requests a client may make at once before the rate applies; 0 = one second's worth (at least 1)."""
+    tls_cert_file: Path | None = None
+    """PEM certificate chain: serve TLS instead of plaintext (needs tls_key_file)."""
+    tls_key_file: Path | None = None
+    """PEM private key of tls_cert_file."""
+    tls_client_ca_file: Path | None = None
+    """PEM CA bundle: with it, clients must present a certificate it signed (mutual TLS)."""
+    tracing: Literal["off", "console", "otlp"] = "off"
+    """OpenTelemetry tracing: one server span per RPC, continuing the caller's traceparent. otlp needs the
+    opentelemetry-exporter-otlp-proto-grpc package (not installed by default)."""
+    otlp_endpoint: str = ""
+    """OTLP collector endpoint for tracing otlp (default: the exporter's, or OTEL_EXPORTER_OTLP_ENDPOINT)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.max_concurrent_rpcs >= self.grpc_workers:
+            raise ValueError(f"max_concurrent_rpcs ({self.max_concurrent_rpcs}) must be below grpc_workers "
+                             f"({self.grpc_workers}): spare threads answer health checks and refusals")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        return self
+
+    def tokens(self) -> dict[str, str]:
+        """Configured bearer tokens: {token: client name}; empty when auth is off."""
+        from .interceptors import Authenticator
+        spec = self.auth_tokens.get_secret_value() if self.auth_tokens is not None else ""
+        if self.auth_tokens_file is not None:
+            spec += "\n" + self.auth_tokens_file.read_text()
+        return Authenticator.parse(spec)
 
     def engine_config(self) -> EngineConfig:
         """The engine's part of these settings."""
@@ -83,3 +141,18 @@ class Settings(BaseSettings):
     def bundle_paths(self) -> list[Path]:
         """Bundles to load, in order of precedence (later ones take over the tasks they serve)."""
         return [self.bundle] + ([self.zeroshot_bundle] if self.zeroshot_bundle else [])
+
+
+def markdown_table() -> str:
+    """The settings as README's configuration table (`python -m server.settings` prints it)."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default.as_posix() if isinstance(field.default, Path) else field.default
+        shown = "none" if default is None else (str(default) or "—")
+        meaning = " ".join((field.description or "").split()).replace("|", "\\|")
+        rows.append(f"| `--{name.replace('_', '-')}` | `SENTI_{name.upper()}` | {shown} | {meaning} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,176 @@
+"""Shared parts of the bounded reliability load scripts: a server subprocess, texts, open-loop load, RSS."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from protos import senti_pb2 as pb
+from protos import senti_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAGMENTS = ["这家店的服务", "物流速度", "包装", "质量", "味道", "客服态度", "价格", "做工", "屏幕", "电池",
+             "非常好", "太差了", "一般般", "还可以", "让人失望", "超出预期", "性价比很高", "不会再买了", "值得推荐",
+             "有点贵", "发货很快", "和描述不符", "下次还来", "完全不能用", "挺满意的", "，", "。", "！", "但是", "而且"]
+
+
+def texts(n: int, seed: int = 0) -> list[str]:
+    """n mostly distinct review-like texts of 8-20 fragments (about 20-60 tokens), so the cache rarely hits."""
+    rng = random.Random(seed)
+    return ["".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(8, 20))) for _ in range(n)]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextmanager
+def server(*args: str, bundle: str = "bundles/e5-small"):
+    """`python -m server` on 127.0.0.1, port chosen by the server; yields (process, port). Killed on exit."""
+    cmd = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+           "--bundle", bundle, *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    try:
+        port = None
+        deadline = time.monotonic() + 180
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"server exited with {proc.wait()}")
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("msg") == "listening":
+                port = entry["port"]
+        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # drain the log
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        health = health_pb2_grpc.HealthStub(channel)
+        while health.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=180).status != 1:
+            time.sleep(0.2)
+        channel.close()
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@dataclass
+class Outcomes:
+    """Latency (s) per status code name, thread-safe."""
+
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, code: str, seconds: float) -> None:
+        with self.lock:
+            self.latencies.setdefault(code, []).append(seconds)
+
+    def count(self, code: str | None = None) -> int:
+        with self.lock:
+            return (sum(len(v) for v in self.latencies.values()) if code is None
+                    else len(self.latencies.get(code, [])))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(outcomes: Outcomes) -> dict:
+    out = {}
+    for code, values in sorted(outcomes.latencies.items()):
+        out[code] = {"n": len(values), "p50_ms": round(percentile(values, 0.5) * 1e3, 2),
+                     "p99_ms": round(percentile(values, 0.99) * 1e3, 2),
+                     "max_ms": round(max(values) * 1e3, 2)}
+    return out
+
+
+def capacity(port: int, seconds: float = 8.0, concurrency: int = 32) -> float:
+    """Closed-loop throughput (requests/s, one text each) with `concurrency` callers for `seconds`."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = senti_pb2_grpc.SentiServiceStub(channel)
+    pool = texts(20000, seed=1)
+    done = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def worker(k: int) -> None:
+        i = k
+        while time.monotonic() < stop_at:
+            try:
+                stub.Predict(pb.PredictRequest(texts=[pool[i % len(pool)]]), timeout=30)
+                with lock:
+                    done[0] += 1
+            except grpc.RpcError:
+                pass
+            i += concurrency
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    channel.close()
+    return done[0] / (time.monotonic() - started)
+
+
+def open_loop(port: int, rate: float, seconds: float, outcomes: Outcomes, seed: int = 2,
+              timeout: float = 10.0, max_outstanding: int = 5000) -> int:
+    """Sends Predict calls (one text each) at a fixed arrival rate for `seconds`, whatever the answers;
+    returns how many were sent. Bounded by count (rate x seconds) and by time."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = senti_pb2_grpc.SentiServiceStub(channel)
+    pool = texts(50000, seed=seed)
+    total = int(rate * seconds)
+    outstanding = threading.Semaphore(max_outstanding)
+    started = time.monotonic()
+    sent = 0
+
+    def record(future, t0):
+        try:
+            future.result()
+            code = "OK"
+        except grpc.RpcError as error:
+            code = error.code().name
+        outcomes.add(code, time.monotonic() - t0)
+        outstanding.release()
+
+    for i in range(total):
+        due = started + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        if not outstanding.acquire(timeout=timeout):
+            break
+        t0 = time.monotonic()
+        future = stub.Predict.future(pb.PredictRequest(texts=[pool[i % len(pool)]]), timeout=timeout)
+        future.add_done_callback(lambda f, t0=t0: record(f, t0))
+        sent += 1
+    deadline = time.monotonic() + timeout + 5
+    while outcomes.count() < sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    channel.close()
+    return sent

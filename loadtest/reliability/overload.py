@@ -1,0 +1,83 @@
+"""Overload: open-loop arrivals at a multiple of capacity for a bounded time.
+
+    .venv/bin/python -m loadtest.reliability.overload --seconds 30 --factor 5
+
+Reports: how fast the excess is refused (RESOURCE_EXHAUSTED latency), the accepted calls' p50/p99, health
+checks during the overload (all must be SERVING) and server RSS before, during and after (memory must not grow
+with the excess). Exit 1 when health failed, an answer was neither OK nor RESOURCE_EXHAUSTED, or RSS grew
+more than 5%. Targets only 127.0.0.1.
+"""
+import argparse
+import json
+import threading
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .common import Outcomes, capacity, open_loop, rss_mb, server, summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="duration of the overload (capped at 300)")
+    parser.add_argument("--factor", type=float, default=5.0, help="arrival rate as a multiple of capacity")
+    parser.add_argument("--capacity", type=float, default=0.0, help="requests/s; 0 = measure it first")
+    parser.add_argument("--bundle", default="bundles/e5-small")
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    seconds = min(args.seconds, 300.0)
+    with server(bundle=args.bundle) as (proc, port):
+        cap = args.capacity or capacity(port)
+        rss_before = rss_mb(proc.pid)
+        health_codes: dict[str, int] = {}
+        health_latency: list[float] = []
+        stop = threading.Event()
+        rss_peak = [rss_before]
+
+        def watch() -> None:
+            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            stub = health_pb2_grpc.HealthStub(channel)
+            while not stop.wait(0.5):
+                t0 = time.monotonic()
+                try:
+                    status = health_pb2.HealthCheckResponse.ServingStatus.Name(
+                        stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status)
+                except grpc.RpcError as error:
+                    status = error.code().name
+                health_latency.append(time.monotonic() - t0)
+                health_codes[status] = health_codes.get(status, 0) + 1
+                rss_peak[0] = max(rss_peak[0], rss_mb(proc.pid))
+            channel.close()
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        outcomes = Outcomes()
+        sent = open_loop(port, args.factor * cap, seconds, outcomes)
+        stop.set()
+        watcher.join()
+        rss_after = rss_mb(proc.pid)
+        # Memory after the excess is gone: one more short round at capacity must not grow it either.
+        second = Outcomes()
+        open_loop(port, 0.5 * cap, min(10.0, seconds), second)
+        rss_final = rss_mb(proc.pid)
+    by_code = summary(outcomes)
+    report = {"test": "overload", "seconds": seconds, "capacity_rps": round(cap, 1),
+              "rate_rps": round(args.factor * cap, 1), "sent": sent, "answered": outcomes.count(),
+              "by_code": by_code, "health": health_codes,
+              "health_p99_ms": round(sorted(health_latency)[int(0.99 * (len(health_latency) - 1))] * 1e3, 2)
+              if health_latency else None,
+              "rss_mb_before": round(rss_before, 1), "rss_mb_peak": round(rss_peak[0], 1),
+              "rss_mb_after": round(rss_after, 1), "rss_mb_after_recovery": round(rss_final, 1),
+              "after_recovery": summary(second)}
+    text = json.dumps(report)
+    print(text)
+    if args.out:
+        open(args.out, "w").write(text + "\n")
+    ok = (set(health_codes) == {"SERVING"} and set(by_code) <= {"OK", "RESOURCE_EXHAUSTED"}
+          and rss_final <= 1.05 * rss_before)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -44,6 +44,10 @@ class OnnxRunner:
     def __init__(self, model_path: Path, input_names: Sequence[str], output_name: str, pad_id: int,
                  intra_op_threads: int = 1, pad_to: int | None = None):
         self.session = create_session(model_path, intra_op_threads)
+        # Batches come in many shapes; without shrinkage the arena keeps the peak of every shape it has seen
+        # (measured: RSS 1.46 GB vs 0.27 GB after 60 length-grouped batches, same throughput).
+        self.run_options = ort.RunOptions()
+        self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self.input_names = tuple(input_names)
         self.output_name = output_name
         self.pad_id = pad_id
@@ -53,5 +57,6 @@ class OnnxRunner:
     def run(self, items: Sequence[Encoded]) -> np.ndarray:
         """Forward pass of a batch: returns an array with one row per item."""
         feeds = pad_batch(items, self.pad_id, self.pad_to)
-        outputs = self.session.run([self.output_name], {name: feeds[name] for name in self.input_names})
+        outputs = self.session.run([self.output_name], {name: feeds[name] for name in self.input_names},
+                                   self.run_options)
         return outputs[0]

@@ -72,6 +72,21 @@ def repeat_fraction(texts: Sequence[str]) -> float:
     return 1.0 - len(set(texts)) / len(texts)
 
 
+def repeat_workload(unique: list[str], n: int, repeat_rate: float, seed: int) -> list[str]:
+    """n texts where each is, with probability `repeat_rate`, a uniform pick among those already sent,
+    else the next new text."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    fresh = 0
+    for _ in range(n):
+        if out and rng.random() < repeat_rate:
+            out.append(out[rng.randrange(len(out))])
+        else:
+            out.append(unique[fresh % len(unique)])
+            fresh += 1
+    return out
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) with linear interpolation between closest ranks (numpy's default)."""
     if not values:

@@ -100,7 +100,7 @@ def plan_group(lengths: Sequence[int], max_size: int, max_tokens: int, overhead_
 class Batcher:
     """Queues items and runs them in length-grouped batches, one worker thread per runner."""
 
-    def __init__(self, runners: Sequence[Runner], *, max_batch_size: int = 32, max_batch_tokens: int = 8192,
+    def __init__(self, runners: Sequence[Runner], *, max_batch_size: int = 32, max_batch_tokens: int = 2048,
                  max_wait_s: float = 0.0, max_queue: int = 1024, overhead_tokens: int = 48,
                  observer: Callable[[BatchEvent], None] | None = None):
         if not runners:

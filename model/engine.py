@@ -47,7 +47,7 @@ class EngineConfig:
     sessions: int = 0
     intra_op_threads: int = 0
     max_batch_size: int = 32
-    max_batch_tokens: int = 8192
+    max_batch_tokens: int = 2048
     max_wait_ms: float = 0.0
     max_queue: int = 1024
     overhead_tokens: int = 48

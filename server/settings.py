@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     """Threads inside each session; 0 = cores / sessions."""
     max_batch_size: int = Field(32, ge=1)
     """Most items in one batch."""
-    max_batch_tokens: int = Field(8192, ge=1)
+    max_batch_tokens: int = Field(2048, ge=1)
     """Most padded tokens (items x longest item) in one batch; bounds memory and latency of a batch."""
     max_wait_ms: float = Field(0.0, ge=0)
     """How long an idle worker waits for a batch to fill; 0 dispatches at once (best latency at low load)."""

@@ -1,0 +1,103 @@
+"""Peers in the bench: MLServer 1.7.1 serving the same bundle from its own virtual environment."""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def v2_module(venv: Path):
+    """MLServer's generated V2 dataplane messages, loaded from its venv (they need only protobuf)."""
+    name = "senti_bench_v2_dataplane"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = next(venv.glob("lib/python*/site-packages/mlserver/grpc/dataplane_pb2.py"))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class V2Stub:
+    """The two V2 calls the bench needs, on a grpc.aio channel."""
+
+    def __init__(self, channel, v2):
+        self.ModelInfer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer", request_serializer=v2.ModelInferRequest.SerializeToString,
+            response_deserializer=v2.ModelInferResponse.FromString)
+
+    @staticmethod
+    def factory(v2):
+        return lambda channel: V2Stub(channel, v2)
+
+
+def v2_call(v2, texts: list[str], timeout: float = 120.0):
+    """One text per ModelInfer request, texts in order (as the senti Predict driver sends them)."""
+    from .bench import Record
+
+    async def call(stub, index: int, sent: float):
+        loop = asyncio.get_running_loop()
+        text = texts[index % len(texts)].encode("utf-8")
+        request = v2.ModelInferRequest(model_name="senti", inputs=[v2.ModelInferRequest.InferInputTensor(
+            name="text", datatype="BYTES", shape=[1], contents=v2.InferTensorContents(bytes_contents=[text]))])
+        try:
+            await stub.ModelInfer(request, timeout=timeout)
+        except grpc.aio.AioRpcError as error:
+            return Record(sent, loop.time() - sent, code=error.code().name)
+        return Record(sent, loop.time() - sent)
+    return call
+
+
+def start_mlserver(name: str, venv: Path, bundle: Path, out: Path, batching: dict, root: Path, log):
+    """Writes MLServer's settings.json and model-settings.json into out/name and starts `mlserver start`."""
+    from .bench import Server
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    grpc_port = free_port()
+    (folder / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": free_port(), "grpc_port": grpc_port, "metrics_port": free_port(),
+        "parallel_workers": 1, "load_models_at_startup": True, "debug": False}))
+    (folder / "model-settings.json").write_text(json.dumps({
+        "name": "senti", "implementation": "loadtest.mlserver.runtime.SentiRuntime",
+        "parameters": {"uri": str(bundle), "extra": {"threads": os.cpu_count() or 1}}, **batching}))
+    log_path = out / f"server-{name}.log"
+    env = dict(os.environ, PYTHONPATH=str(root), PYTHONUNBUFFERED="1")
+    env.pop("VIRTUAL_ENV", None)
+    started = time.monotonic()
+    with open(log_path, "wb") as sink:
+        proc = subprocess.Popen([str(venv / "bin" / "mlserver"), "start", str(folder)], cwd=root, stdout=sink,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    v2 = v2_module(venv)
+    request = v2.ModelReadyRequest(name="senti")
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        ready = channel.unary_unary("/inference.GRPCInferenceService/ModelReady",
+                                    request_serializer=v2.ModelReadyRequest.SerializeToString,
+                                    response_deserializer=v2.ModelReadyResponse.FromString)
+        while True:
+            if proc.poll() is not None or time.monotonic() - started > 180:
+                proc.kill()
+                raise RuntimeError(f"MLServer {name} did not become ready; see {log_path}")
+            try:
+                if ready(request, timeout=1).ready:
+                    break
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    server = Server(name, proc, grpc_port, time.monotonic() - started, log_path, process_group=True)
+    log(f"MLServer {name} ({batching or 'no batching'}) ready on :{grpc_port} after {server.ready_s:.2f} s")
+    return server

@@ -1,0 +1,159 @@
+"""The load suite's pure helpers: percentiles, arrival schedules, text sampling, FLOPs, table. No timing."""
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loadtest import common
+
+
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=200), st.floats(0, 100))
+def test_percentile_matches_numpy_linear(values, q):
+    assert common.percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-9, abs=1e-6)
+
+
+def test_percentile_edges():
+    assert math.isnan(common.percentile([], 50))
+    assert common.percentile([3.0], 99) == 3.0
+    assert common.percentile([1, 2, 3, 4], 0) == 1
+    assert common.percentile([1, 2, 3, 4], 100) == 4
+    with pytest.raises(ValueError):
+        common.percentile([1], 101)
+
+
+def test_summarize_scales_and_orders():
+    out = common.summarize([0.001, 0.002, 0.003, 0.100], scale=1000)
+    assert out["n"] == 4
+    assert out["min"] == 1.0 and out["max"] == 100.0
+    assert out["p50"] <= out["p90"] <= out["p95"] <= out["p99"] <= out["max"]
+    assert common.summarize([]) == {"n": 0}
+
+
+def test_constant_arrivals_are_evenly_spaced_and_bounded():
+    offsets = common.arrival_offsets(200, 2.0)
+    assert len(offsets) == 400
+    gaps = np.diff(offsets)
+    assert np.allclose(gaps, 1 / 200)
+    assert offsets[0] == 0 and offsets[-1] < 2.0
+    assert common.arrival_offsets(0, 5) == [] and common.arrival_offsets(10, 0) == []
+
+
+def test_poisson_arrivals_have_the_rate_and_are_seeded():
+    offsets = common.arrival_offsets(500, 20.0, kind="poisson", seed=1)
+    assert offsets == common.arrival_offsets(500, 20.0, kind="poisson", seed=1)
+    assert all(b > a for a, b in zip(offsets, offsets[1:]))
+    assert abs(len(offsets) / 20.0 - 500) < 500 * 0.05
+    with pytest.raises(ValueError):
+        common.arrival_offsets(10, 1, kind="bursty")
+
+
+def test_dedupe_keeps_first_seen_order():
+    assert common.dedupe_texts(["b", "a", "b", "c", "a"]) == ["b", "a", "c"]
+
+
+def test_shuffle_is_seeded_and_a_permutation():
+    texts = [str(i) for i in range(100)]
+    one, two = common.shuffled(texts, 7), common.shuffled(texts, 7)
+    assert one == two and sorted(one) == sorted(texts) and one != texts
+    assert common.shuffled(texts, 8) != one
+
+
+def test_take_distinct_wraps_and_stays_distinct_within_length():
+    texts = ["a", "b", "c", "d"]
+    assert common.take_distinct(texts, 2, 4) == ["c", "d", "a", "b"]
+    assert len(set(common.take_distinct(texts, 1, 4))) == 4
+    assert common.take_distinct(texts, 3, 6) == ["d", "a", "b", "c", "d", "a"]
+    with pytest.raises(ValueError):
+        common.take_distinct([], 0, 1)
+
+
+def test_repeat_fraction():
+    assert common.repeat_fraction([]) == 0.0
+    assert common.repeat_fraction(["a", "b", "c"]) == 0.0
+    assert common.repeat_fraction(["a", "a", "a", "a"]) == 0.75
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3, 0.5, 0.8])
+def test_repeat_workload_hits_the_requested_repeat_rate(rate):
+    unique = [f"t{i}" for i in range(50_000)]
+    work = common.repeat_workload(unique, 20_000, rate, seed=3)
+    assert len(work) == 20_000
+    assert abs(common.repeat_fraction(work) - rate) < 0.02
+    assert work == common.repeat_workload(unique, 20_000, rate, seed=3)
+
+
+def test_sample_with_repeats_draws_from_lines():
+    lines = ["x", "y", "y", "z"]
+    sample = common.sample_with_repeats(lines, 1000, seed=1)
+    assert set(sample) <= set(lines) and len(sample) == 1000
+
+
+def test_corpus_files_are_read_stripped_and_deduplicated(tmp_path):
+    (tmp_path / "pos.txt").write_text("好 \n\n很好\n好\n", encoding="utf-8")
+    (tmp_path / "neg.txt").write_text("差\n很好\n", encoding="utf-8")
+    assert common.load_corpus(dedupe=False, directory=tmp_path) == ["好", "很好", "好", "差", "很好"]
+    assert common.load_corpus(dedupe=True, directory=tmp_path) == ["好", "很好", "差"]
+
+
+def test_length_stats():
+    out = common.length_stats([10, 20, 30, 40, 100])
+    assert out["n"] == 5 and out["min"] == 10 and out["max"] == 100 and out["p50"] == 30
+    assert out["mean"] == 40.0
+    assert common.length_stats([]) == {"n": 0}
+
+
+def test_encoder_flops_of_e5_small():
+    # 12 layers x (4*384^2 + 2*384*1536) MACs per token = 21.2M MACs; plus attention 2*L*384 per layer
+    per_token_linear = 12 * (4 * 384 * 384 + 2 * 384 * 1536)
+    assert common.encoder_flops(1) == pytest.approx(2 * (per_token_linear + 12 * 2 * 384))
+    assert common.encoder_flops(46) == pytest.approx(2 * 46 * (per_token_linear + 12 * 2 * 46 * 384))
+    assert common.mean_flops([10, 30]) == pytest.approx((common.encoder_flops(10) + common.encoder_flops(30)) / 2)
+
+
+def test_max_rate_within_skips_saturated_and_failing_steps():
+    steps = [
+        {"offered": 50, "achieved": 50, "p99_ms": 20, "errors": 0},
+        {"offered": 100, "achieved": 99.5, "p99_ms": 80, "errors": 0},
+        {"offered": 150, "achieved": 149, "p99_ms": 300, "errors": 0},
+        {"offered": 200, "achieved": 150, "p99_ms": 90, "errors": 0},   # saturated: not counted
+        {"offered": 175, "achieved": 175, "p99_ms": 50, "errors": 3},   # errors: not counted
+    ]
+    assert common.max_rate_within(steps, 100) == 99.5
+    assert common.max_rate_within(steps, 500) == 149
+    assert common.max_rate_within(steps, 10) == 0.0
+
+
+def test_histogram_and_table():
+    assert common.histogram([3, 1, 3, 2]) == {1: 1, 2: 1, 3: 2}
+    table = common.format_table([{"a": "x", "b": 1.234}, {"a": "yy", "b": None}], [("a", "A"), ("b", "B")])
+    lines = table.splitlines()
+    assert lines[0].startswith("| A") and "1.23" in lines[2] and "-" in lines[3]
+    assert len({len(line) for line in lines}) == 1
+
+
+def test_summary_rows_ratios():
+    from loadtest.report import headline, summary_rows
+    results = {
+        "engine": {"runs": [
+            {"variant": "int8", "layout": "2x1", "batching": "grouped 32", "texts_per_s": 300.0,
+             "batch_latency_ms": {"p50": 100, "p95": 120, "p99": 130}},
+            {"variant": "int8", "layout": "1x2", "batching": "batch 1", "texts_per_s": 180.0,
+             "batch_latency_ms": {"p50": 5.0, "p95": 6, "p99": 7}}]},
+        "modes": {
+            "batched": {"ready_s": 2.0, "peak_rss_mb": 400, "c1": _closed(150, 5.4), "c32": _closed(270, 110)},
+            "seed": {"ready_s": 2.0, "peak_rss_mb": 390, "c1": _closed(9, 100), "c32": _closed(9, 3000)}},
+    }
+    rows = {r["scenario"]: r for r in summary_rows(results)}
+    assert rows["server batched c32"]["x_ceiling"] == 0.9
+    assert rows["server batched c32"]["x_seed"] == 30.0
+    lines = headline(results)
+    assert any("90% of the raw ceiling" in line for line in lines)
+    assert any("+8%" in line for line in lines)
+    json.dumps(rows)
+
+
+def _closed(tps, p50):
+    return {"texts_per_s": tps, "latency_ms": {"p50": p50, "p95": p50, "p99": p50}, "server_cpu_cores": 1.0}

@@ -47,15 +47,18 @@ class DenseHead:
 
 
 def cosine_zero_shot(text_embeddings: np.ndarray, label_embeddings: np.ndarray, temperature: float,
-                     multi_label: bool, multi_label_center: float) -> np.ndarray:
+                     multi_label: bool, multi_label_center: float,
+                     multi_label_temperature: float | None = None) -> np.ndarray:
     """Scores [N, L] from cosine similarity of L2-normalised embeddings.
 
     Single-label: softmax over labels of cosine / temperature. Multi-label: each label on its own,
-    sigmoid((cosine - center) / temperature), so a label scores 0.5 at the calibrated center.
+    sigmoid((cosine - center) / multi_label_temperature), so a label scores 0.5 at the calibrated
+    center; multi_label_temperature defaults to temperature (bundles that calibrate only one).
     """
     cosine = text_embeddings @ label_embeddings.T
     if multi_label:
-        return sigmoid((cosine - multi_label_center) / temperature)
+        scale = temperature if multi_label_temperature is None else multi_label_temperature
+        return sigmoid((cosine - multi_label_center) / scale)
     return softmax(cosine / temperature)
 
 

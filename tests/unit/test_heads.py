@@ -40,6 +40,17 @@ def test_cosine_zero_shot_single_and_multi_label():
     np.testing.assert_allclose(multi, 1 / (1 + np.exp(-np.array([[1.0, -1.0]]))))
 
 
+def test_cosine_zero_shot_multi_label_has_its_own_temperature():
+    texts = np.array([[1.0, 0.0]])
+    labels = np.array([[1.0, 0.0], [0.0, 1.0]])
+    multi = cosine_zero_shot(texts, labels, temperature=0.5, multi_label=True, multi_label_center=0.5,
+                             multi_label_temperature=0.25)
+    np.testing.assert_allclose(multi, 1 / (1 + np.exp(-np.array([[2.0, -2.0]]))))
+    single = cosine_zero_shot(texts, labels, temperature=0.5, multi_label=False, multi_label_center=0.5,
+                              multi_label_temperature=0.25)  # single-label ignores it
+    np.testing.assert_allclose(single, softmax(np.array([[2.0, 0.0]])))
+
+
 def modelscope_reference(logits: np.ndarray, multi_label: bool) -> np.ndarray:
     """ModelScope's ZeroShotClassificationPipeline.postprocess, written out per text."""
     entail, contra = 0, 2

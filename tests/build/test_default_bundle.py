@@ -307,7 +307,9 @@ def test_bundle_json_schema(bundle):
     assert meta["text_prefix"] == "query: " and meta["quantization"] == "int8-per-channel"
     assert meta["onnx"] == {"inputs": ["input_ids", "attention_mask"], "output": "embedding", "dim": 384}
     assert set(meta["tasks"]) == {"sentiment", "zeroshot"}
-    assert {"template", "temperature", "hypothesis_prefix"} <= set(meta["zeroshot"])
+    assert {"template", "temperature", "hypothesis_prefix", "multi_label_center",
+            "multi_label_temperature"} <= set(meta["zeroshot"])
+    assert 0 < meta["zeroshot"]["temperature"] < 0.1 and "{}" in meta["zeroshot"]["template"]
     assert meta["head"]["type"] in ("logistic", "mlp")
     assert meta["metrics"]["sentiment_heldout_accuracy"] > 0.83
     assert meta["metrics"]["heldout_size"] == 1736 and meta["metrics"]["train_size"] == 15627

@@ -1,6 +1,6 @@
 """The Node contract test (tests/node/contract.test.js) against a real Python server, and `buf lint` of protos/.
 
-Needs node and npm; `npm ci` installs the pinned packages from package-lock.json into tests/node/node_modules
+Needs node and npm; `npm install` installs the exact versions package.json pins (package-lock.json) into tests/node/node_modules
 (once; CI runs it before the tests, see the closing note)."""
 import os
 import shutil
@@ -19,12 +19,13 @@ HEALTH_PROTO = HERE / "health.proto"
 
 @pytest.fixture(scope="module")
 def node_modules() -> Path:
-    """tests/node/node_modules, installed with `npm ci` from the lock file when missing."""
+    """tests/node/node_modules, installed from the pinned versions when missing."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are needed for the cross-language contract test (apt-get install nodejs npm)")
     modules = HERE / "node_modules"
     if not (modules / "@grpc" / "grpc-js").is_dir() or not (modules / ".bin" / "buf").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, check=True, timeout=600)
+        # npm 11 `ci` rejects a lock file without other platforms' optional buf binaries; install honours it.
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=HERE, check=True, timeout=600)
     return modules
 
 

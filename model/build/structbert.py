@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from model.build.provenance import sha256_file
 
 FORMAT_VERSION = 1
 DEFAULT_MAX_LENGTH = 512  # ModelScope's sequence_length default for both pipelines
@@ -434,15 +435,6 @@ def _example_inputs(tokenizer_json: Path) -> dict:
     }
 
 
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _versions() -> dict:
     """Library versions that shaped the exported graph."""
     import onnx
@@ -477,7 +469,7 @@ def _bundle_json(name: str, kind: str, labels: list[str], source: str, folder: P
                       "template": "{}"}
     doc["provenance"] = {
         "source": source if not Path(source).expanduser().is_dir() else str(folder),
-        "source_files": {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()},
+        "source_files": {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()},
         "built_with": _versions(),
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -163,14 +163,6 @@ def test_cancelled_stream_leaves_the_server_serving(tiny_server):
     assert client.predict("服务很贴心")[0].label in ("negative", "positive")
 
 
-def test_deadline_shorter_than_the_wait_is_deadline_exceeded(tiny_server):
-    _, client = tiny_server
-    with pytest.raises(grpc.RpcError) as err:
-        client.predict(["很好"] * 8, timeout=0.000001)
-    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert client.predict("很好")[0].label in ("negative", "positive")
-
-
 def test_model_info(tiny_server, tiny_bundle):
     _, client = tiny_server
     info = client.info()

@@ -25,7 +25,10 @@ from protos import senti_pb2, senti_pb2_grpc
 
 from . import tls, tracing
 from .handlers import VERSION, SentiServicer
-from .interceptors import Admission, Authenticator, RateLimiter, ServingInterceptor
+from .admission import Admission
+from .auth import Authenticator
+from .interceptors import ServingInterceptor
+from .ratelimit import RateLimiter
 from .metrics import Metrics, serve_http
 from .settings import Settings
 

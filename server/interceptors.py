@@ -1,5 +1,7 @@
 """The server interceptor: admission, request id, trace span, auth, per-client rate limit, metrics, access log.
 
+The policies themselves live in admission.py, auth.py and ratelimit.py; this module applies them to calls.
+
 Everything a call passes through before and after its handler, in one place and in this order:
 0. admission (in gRPC's polling thread, before the call takes a worker): at most max_concurrent_rpcs
    SentiService calls at once; beyond it RESOURCE_EXHAUSTED at once with a `retry-after-ms` hint. Health and
@@ -14,7 +16,6 @@ Everything a call passes through before and after its handler, in one place and 
    PredictStream pays one token per item and is slowed (gRPC flow control) rather than refused mid-stream;
 5. the handler; then the status code, latency and phase times go to the metrics and one JSON access-log line.
 """
-import hmac
 import logging
 import math
 import re
@@ -22,12 +23,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Iterator
 
 import grpc
 
 from . import logs
+from .admission import Admission
+from .auth import Authenticator
 from .metrics import Metrics
+from .ratelimit import RateLimiter
 
 log = logging.getLogger("senti.access")
 
@@ -52,126 +56,6 @@ def clean_request_id(value: str | None) -> str:
         if cleaned:
             return cleaned
     return uuid.uuid4().hex
-
-
-# -- auth ------------------------------------------------------------------------------------------------
-
-class Authenticator:
-    """Checks `authorization: Bearer <token>` against the configured tokens; knows each token's client name."""
-
-    def __init__(self, tokens: dict[str, str]):
-        """tokens: token -> client name. Empty means auth is off."""
-        self._tokens = [(token.encode(), name) for token, name in tokens.items()]
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._tokens)
-
-    @staticmethod
-    def parse(spec: str) -> dict[str, str]:
-        """'name:token' or 'token' entries separated by commas or newlines (# comments) -> {token: name}."""
-        out: dict[str, str] = {}
-        for i, raw in enumerate(re.split(r"[,\n]", spec)):
-            entry = raw.split("#", 1)[0].strip()
-            if not entry:
-                continue
-            name, sep, token = entry.partition(":")
-            if not sep:
-                name, token = f"client-{i + 1}", entry
-            token = token.strip()
-            if len(token) < 16:
-                raise ValueError(f"auth token of {name.strip()!r} is shorter than 16 characters")
-            out[token] = name.strip()
-        return out
-
-    def client(self, metadata: Sequence[tuple[str, str | bytes]]) -> str | None:
-        """The client name of a valid bearer token in the metadata, or None."""
-        header = next((v for k, v in metadata if k == "authorization"), None)
-        if not isinstance(header, str) or not header[:7].lower() == "bearer ":
-            return None
-        offered = header[7:].strip().encode()
-        found = None
-        for token, name in self._tokens:  # compare with every token, in constant time each
-            if hmac.compare_digest(offered, token):
-                found = name
-        return found
-
-
-# -- rate limit ------------------------------------------------------------------------------------------
-
-class RateLimiter:
-    """Token buckets per client: `rate` requests per second, bursts up to `burst`. Thread-safe."""
-
-    MAX_CLIENTS = 10000
-
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last refill)
-        self._lock = threading.Lock()
-
-    def take(self, client: str) -> float:
-        """Takes one token: 0.0 when allowed, else the seconds until a token will be there."""
-        now = self._clock()
-        with self._lock:
-            tokens, last = self._buckets.get(client, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._buckets[client] = (tokens - 1, now)
-                wait = 0.0
-            else:
-                self._buckets[client] = (tokens, now)
-                wait = (1 - tokens) / self.rate
-            if len(self._buckets) > self.MAX_CLIENTS:
-                self._forget_full(now)
-        return wait
-
-    def _forget_full(self, now: float) -> None:
-        """Drops the buckets that have refilled (an idle client costs no memory)."""
-        full_after = self.burst / self.rate
-        self._buckets = {c: (t, last) for c, (t, last) in self._buckets.items() if now - last < full_after}
-
-
-# -- admission -------------------------------------------------------------------------------------------
-
-class Admission:
-    """Counts admitted SentiService calls from their interception to the end of their worker task.
-
-    gRPC's server calls the interceptor and then submits the call to the thread pool, both in its one
-    polling thread; `try_admit` marks the thread, and the pool's `on_submit` ties the slot to the task's
-    future, which always completes, so a slot is never lost.
-    """
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.active = 0
-        self._lock = threading.Lock()
-        self._marked = threading.local()
-
-    def try_admit(self) -> bool:
-        """Takes a slot for the call being intercepted in this thread; False when all are taken."""
-        with self._lock:
-            if getattr(self._marked, "slot", False):  # the last admitted call never reached the pool
-                self.active -= 1
-                self._marked.slot = False
-            if self.active >= self.limit:
-                return False
-            self.active += 1
-        self._marked.slot = True
-        return True
-
-    def on_submit(self, future) -> None:
-        """The pool's hook: the task just submitted from this thread holds the slot until it is done."""
-        if getattr(self._marked, "slot", False):
-            self._marked.slot = False
-            future.add_done_callback(self._release)
-
-    def _release(self, _future) -> None:
-        with self._lock:
-            self.active -= 1
 
 
 class _Undecodable:

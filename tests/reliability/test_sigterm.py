@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos import senti_pb2 as pb
 from protos import senti_pb2_grpc
-from tests.reliability.conftest import server_process
+from loadtest.serverproc import server_process
 
 WAIT = 60
 

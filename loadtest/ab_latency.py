@@ -1,6 +1,6 @@
 """Predict / ClassifyZeroShot latency and throughput of two bundles, measured in one run (A B A B).
 
-    python -m model.build.ab_latency --before /tmp/bundle-before --after bundles/e5-small \\
+    python -m loadtest.ab_latency --before /tmp/bundle-before --after bundles/e5-small \\
         --out docs/quality/ab_latency.json
 
 Each round starts `senti-server` on 127.0.0.1 for one bundle (result cache off, so every request reaches
@@ -15,21 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from loadtest.serverproc import server_process
+
 LABELS = ["价格", "质量", "物流", "服务", "外观", "酒店", "书籍", "电脑", "手机", "食品"]  # generic, not from any dev file
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _texts(n: int, seed: int = 7) -> list[str]:
@@ -51,22 +45,8 @@ def _pct(values: list[float], q: float) -> float:
 def run_round(bundle: Path, texts: list[str], n_latency: int, n_throughput: int, n_zeroshot: int) -> dict:
     from client.sdk import SentiClient
 
-    port = _free_port()
-    cmd = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(port), "--bundle", str(bundle),
-           "--cache-size", "0", "--metrics-port", "-1", "--log-level", "WARNING"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with server_process(bundle, "--cache-size", "0") as (_, port):
         client = SentiClient(f"127.0.0.1:{port}", timeout=60.0)
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if client.health(timeout=2.0) == "SERVING":
-                    break
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"server for {bundle} did not become ready")
-            time.sleep(0.5)
         client.predict(texts[:8])  # warm
         lat = []
         for t in texts[:n_latency]:
@@ -88,12 +68,6 @@ def run_round(bundle: Path, texts: list[str], n_latency: int, n_throughput: int,
         return {"bundle": str(bundle), "predict_c1_p50_ms": round(statistics.median(lat), 2),
                 "predict_c1_p95_ms": round(_pct(lat, 0.95), 2), "predict_c32_texts_per_s": round(throughput, 1),
                 "zeroshot10_c1_p50_ms": round(statistics.median(zs), 2)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Measures a built bundle on the shared dev files through the real server (`senti eval`); training never reads it.
 
-    python -m model.build.dev_eval --bundle bundles/e5-small [--record]
+    python -m loadtest.dev_eval --bundle bundles/e5-small [--record]
 
 Starts `senti-server` on 127.0.0.1 with the bundle, runs `senti eval --json` on
 ../shared/data/sentiment_dev_eprstmt.jsonl and ../shared/data/zeroshot_dev_thucnews_titles.jsonl, stops the
@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-DEV_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from loadtest.serverproc import server_process
+
+DEV_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DEV_FILES = ("sentiment_dev_eprstmt.jsonl", "zeroshot_dev_thucnews_titles.jsonl")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,32 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"no dev files under {args.data}", file=sys.stderr)
         return 1
-    port = _free_port()
     bindir = Path(sys.executable).parent
-    server = subprocess.Popen([str(bindir / "senti-server"), "--bundle", str(args.bundle), "--port", str(port),
-                               "--host", "127.0.0.1", "--metrics-port", "-1", "--log-level", "WARNING"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = {}
-    try:
+    with server_process(args.bundle, "--log-level", "INFO") as (_, port):
         for path in files:
-            for attempt in range(120):  # the client waits for readiness itself; this only bounds start-up
-                out = subprocess.run([str(bindir / "senti"), "--target", f"127.0.0.1:{port}", "eval", str(path),
-                                      "--json"], capture_output=True, text=True, timeout=900)
-                if out.returncode == 0:
-                    break
-                time.sleep(1)
-            else:
+            out = subprocess.run([str(bindir / "senti"), "--target", f"127.0.0.1:{port}", "eval", str(path),
+                                  "--json"], capture_output=True, text=True, timeout=900)
+            if out.returncode != 0:
                 raise RuntimeError(f"senti eval failed on {path}: {out.stderr[-2000:]}")
             report = json.loads(out.stdout)
             results[path.name] = report
             print(f"{path.name}: {report['task']} accuracy {report['accuracy']:.4f} (n={report['n']}) "
                   f"confusion (gold -> predicted) {json.dumps(report['confusion'], ensure_ascii=False)}", flush=True)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
     if args.record:
         meta_file = args.bundle / "bundle.json"
         meta = json.loads(meta_file.read_text(encoding="utf-8"))

@@ -8,7 +8,8 @@ from protos.generate import ROOT
 def test_model_package_never_imports_grpc_or_protos():
     for path in (ROOT / "model").rglob("*.py"):
         source = path.read_text()
-        for forbidden in ("import grpc", "from grpc", "from protos", "import protos"):
+        for forbidden in ("import grpc", "from grpc", "from protos", "import protos", "from client", "import client",
+                          "from server", "import server"):
             assert forbidden not in source, f"{path.relative_to(ROOT)} must not use {forbidden!r}"
 
 

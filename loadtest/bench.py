@@ -425,6 +425,21 @@ class Bench:
         grouped = [r["texts_per_s"] for r in runs if r["variant"] == "int8" and r["batching"] == "grouped 32"]
         return max(grouped, default=self.args.ceiling)
 
+    def closed_loops(self, name: str, server, entry: dict, make_call: Callable[[], Call],
+                     stub_factory=None) -> dict[int, int]:
+        """Closed loops at concurrency 1 and 32 against one server, into entry['c1'] and entry['c32'];
+        returns how many requests each sent."""
+        sent = {}
+        for concurrency in (1, 32):
+            (records, window), cpu, mine = measured(server, lambda: closed_loop(
+                server.target, make_call(), concurrency, self.seconds, self.warmup, 200_000,
+                stub_factory=stub_factory))
+            result = entry[f"c{concurrency}"] = result_of(records, window, server, cpu, mine)
+            sent[concurrency] = len(records)
+            log(f"{name} c{concurrency}: {result['texts_per_s']} texts/s, p99 {result['latency_ms'].get('p99')} ms")
+        entry["peak_rss_mb"] = round(server.peak_rss_mb, 1)
+        return sent
+
     def modes(self) -> None:
         configs = [("batched", []), ("per-thread", ["--mode", "per-thread"]), ("lock", ["--mode", "lock"]),
                    ("seed", ["--mode", "lock", "--pad-to-max-length"])]
@@ -437,18 +452,10 @@ class Bench:
             try:
                 entry = {"paired_ceiling": paired, "args": extra, "ready_s": round(server.ready_s, 2), "rss_idle_mb": round(server.rss_mb(), 1),
                          "load_avg_before": os.getloadavg()[0]}
-                for concurrency in (1, 32):
-                    seconds = self.seconds
-                    texts = self.texts
-                    (records, window), cpu, mine = measured(server, lambda: closed_loop(
-                        server.target, predict_call(texts, timeout=120), concurrency, seconds, self.warmup,
-                        max_requests=200_000))
-                    entry[f"c{concurrency}"] = result_of(records, window, server, cpu, mine)
+                sent = self.closed_loops(name, server, entry, lambda: predict_call(self.texts, timeout=120))
+                for concurrency, count in sent.items():
                     entry[f"c{concurrency}"]["lengths"] = self.lengths(
-                        common.take_distinct(texts, 0, min(len(texts), max(1, len(records)))))
-                    log(f"{name} c{concurrency}: {entry[f'c{concurrency}']['texts_per_s']} texts/s, "
-                        f"p99 {entry[f'c{concurrency}']['latency_ms'].get('p99')} ms")
-                entry["peak_rss_mb"] = round(server.peak_rss_mb, 1)
+                        common.take_distinct(self.texts, 0, min(len(self.texts), max(1, count))))
             finally:
                 server.stop()
             out[name] = entry
@@ -576,15 +583,8 @@ class Bench:
                 entry = {"paired_ceiling": paired, "settings": batching or {"max_batch_size": 1}, "ready_s": round(server.ready_s, 2),
                          "load_avg_before": os.getloadavg()[0]}
                 v2 = peers.v2_module(venv)
-                for concurrency in (1, 32):
-                    call = peers.v2_call(v2, self.texts)
-                    (records, window), cpu, mine = measured(server, lambda: closed_loop(
-                        server.target, call, concurrency, self.seconds, self.warmup, 200_000,
-                        stub_factory=peers.V2Stub.factory(v2)))
-                    entry[f"c{concurrency}"] = result_of(records, window, server, cpu, mine)
-                    log(f"{name} c{concurrency}: {entry[f'c{concurrency}']['texts_per_s']} texts/s, "
-                        f"p99 {entry[f'c{concurrency}']['latency_ms'].get('p99')} ms")
-                entry["peak_rss_mb"] = round(server.peak_rss_mb, 1)
+                self.closed_loops(name, server, entry, lambda: peers.v2_call(v2, self.texts),
+                                  stub_factory=peers.V2Stub.factory(v2))
             finally:
                 server.stop()
             out[name] = entry

@@ -9,6 +9,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+
+def _save(fig, path: Path) -> Path:
+    """Writes a figure as PNG and frees it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 def draw(results: dict, out: Path) -> list[Path]:
     """Writes the plots a run has data for; returns their paths."""
     paths = []
@@ -45,10 +53,7 @@ def _sweep(sweep: dict, path: Path) -> Path:
     right.set(xlabel="offered load (texts/s)", ylabel="latency (ms, from scheduled send)",
               title="Predict: latency percentiles")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _modes(results: dict, path: Path) -> Path:
@@ -76,10 +81,7 @@ def _modes(results: dict, path: Path) -> Path:
         ax.text(bar.get_x() + bar.get_width() / 2, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set(ylabel="texts/s (one text per request, closed loop)", title="Raw engine vs server modes, one run")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _batch_hist(results: dict) -> dict:
@@ -97,10 +99,7 @@ def _batches(hist: dict, path: Path) -> Path:
     ax.bar(list(hist), list(hist.values()), color="tab:blue")
     ax.set(xlabel="batch size that served the request", ylabel="requests",
            title="Batch sizes, batched mode, concurrency 32")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _zeroshot(zs: dict, path: Path) -> Path:
@@ -110,7 +109,4 @@ def _zeroshot(zs: dict, path: Path) -> Path:
     ax.set_ylim(bottom=0)
     ax.set(xlabel="candidate labels", ylabel="ms per text (1 / throughput, c32)",
            title="ClassifyZeroShot: cost per text vs label count")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -2,6 +2,14 @@
 from __future__ import annotations
 
 
+def _closed_loop_row(scenario: str, entry: dict, run: dict) -> dict:
+    """A table row for one closed-loop run of a server (senti or a peer) and its server-level figures."""
+    latency = run["latency_ms"]
+    return {"scenario": scenario, "texts_per_s": run["texts_per_s"], "p50": latency.get("p50"),
+            "p95": latency.get("p95"), "p99": latency.get("p99"), "cpu": run["server_cpu_cores"],
+            "rss": entry.get("peak_rss_mb"), "ready": entry.get("ready_s"), "paired": entry.get("paired_ceiling")}
+
+
 def summary_rows(results: dict) -> list[dict]:
     """One row per measured configuration, with ratios to the raw ceiling and to the seed design."""
     rows = []
@@ -24,22 +32,12 @@ def summary_rows(results: dict) -> list[dict]:
         for c in ("c1", "c32"):
             if c not in entry:
                 continue
-            e = entry[c]
-            rows.append({"scenario": f"server {name} {c}", "texts_per_s": e["texts_per_s"],
-                         "p50": e["latency_ms"].get("p50"), "p95": e["latency_ms"].get("p95"),
-                         "p99": e["latency_ms"].get("p99"), "cpu": e["server_cpu_cores"],
-                         "rss": entry.get("peak_rss_mb"), "ready": entry.get("ready_s"),
-                         "paired": entry.get("paired_ceiling")})
+            rows.append(_closed_loop_row(f"server {name} {c}", entry, entry[c]))
     for name, entry in results.get("mlserver", {}).items():
         if not isinstance(entry, dict) or "c1" not in entry:
             continue
         for c in ("c1", "c32"):
-            e = entry[c]
-            rows.append({"scenario": f"peer {name} {c}", "texts_per_s": e["texts_per_s"],
-                         "p50": e["latency_ms"].get("p50"), "p95": e["latency_ms"].get("p95"),
-                         "p99": e["latency_ms"].get("p99"), "cpu": e["server_cpu_cores"],
-                         "rss": entry.get("peak_rss_mb"), "ready": entry.get("ready_s"),
-                         "paired": entry.get("paired_ceiling")})
+            rows.append(_closed_loop_row(f"peer {name} {c}", entry, entry[c]))
     sweep = results.get("sweep")
     if sweep:
         for key, label in (("max_rate_p99_100ms", "p99<100ms"), ("max_rate_p99_500ms", "p99<500ms")):

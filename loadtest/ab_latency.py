@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from loadtest.reliability.common import rss_mb
 from loadtest.serverproc import server_process
 
 LABELS = ["价格", "质量", "物流", "服务", "外观", "酒店", "书籍", "电脑", "手机", "食品"]  # generic, not from any dev file
@@ -45,7 +46,7 @@ def _pct(values: list[float], q: float) -> float:
 def run_round(bundle: Path, texts: list[str], n_latency: int, n_throughput: int, n_zeroshot: int) -> dict:
     from client.sdk import SentiClient
 
-    with server_process(bundle, "--cache-size", "0") as (_, port):
+    with server_process(bundle, "--cache-size", "0") as (proc, port):
         client = SentiClient(f"127.0.0.1:{port}", timeout=60.0)
         client.predict(texts[:8])  # warm
         lat = []
@@ -65,9 +66,10 @@ def run_round(bundle: Path, texts: list[str], n_latency: int, n_throughput: int,
             client.classify_zero_shot([t], LABELS)
             zs.append((time.perf_counter() - t0) * 1000)
         client.close()
+        rss = rss_mb(proc.pid)
         return {"bundle": str(bundle), "predict_c1_p50_ms": round(statistics.median(lat), 2),
                 "predict_c1_p95_ms": round(_pct(lat, 0.95), 2), "predict_c32_texts_per_s": round(throughput, 1),
-                "zeroshot10_c1_p50_ms": round(statistics.median(zs), 2)}
+                "zeroshot10_c1_p50_ms": round(statistics.median(zs), 2), "server_rss_mb": round(rss, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             res.update(name=name, round=r)
             rounds.append(res)
             print(json.dumps(res), flush=True)
-    keys = ["predict_c1_p50_ms", "predict_c1_p95_ms", "predict_c32_texts_per_s", "zeroshot10_c1_p50_ms"]
+    keys = ["predict_c1_p50_ms", "predict_c1_p95_ms", "predict_c32_texts_per_s", "zeroshot10_c1_p50_ms", "server_rss_mb"]
     summary = {name: {k: round(statistics.median(x[k] for x in rounds if x["name"] == name), 2) for k in keys}
                for name in ("before", "after")}
     report = {"rounds": rounds, "median": summary, "cpu_count": os.cpu_count(),

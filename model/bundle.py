@@ -31,11 +31,15 @@ class Bundle:
     meta: dict[str, Any]
 
     def file(self, role: str) -> Path:
-        """Absolute path of a file named in bundle.json `files` (model, model_fp32, tokenizer, head)."""
+        """Absolute path of a file named in bundle.json `files` (model, model_fp32, tokenizer, head, ngram_head)."""
         name = self.meta["files"].get(role)
         if name is None:
             raise BundleError(f"bundle {self.path} has no '{role}' file")
         return self.path / name
+
+    def has_file(self, role: str) -> bool:
+        """Whether bundle.json names a file for this role."""
+        return role in self.meta["files"]
 
     def model_file(self, variant: str) -> Path:
         """The ONNX file of a variant: 'default' (as built, usually INT8) or 'fp32'."""
@@ -80,7 +84,8 @@ def load_bundle(path: Path | str) -> Bundle:
         text_prefix=meta.get("text_prefix", ""), input_names=tuple(meta["onnx"]["inputs"]),
         output_name=meta["onnx"]["output"], quantization=meta.get("quantization", "none"), meta=meta,
     )
-    for role in ("model", "tokenizer") + (("head",) if kind == "embedding" and "sentiment" in tasks else ()):
+    roles = ("model", "tokenizer") + (("head",) if kind == "embedding" and "sentiment" in tasks else ())
+    for role in roles + (("ngram_head",) if bundle.has_file("ngram_head") else ()):
         if not bundle.file(role).is_file():
             raise BundleError(f"bundle {path} is incomplete: {bundle.file(role).name} is missing")
     return bundle

@@ -16,6 +16,7 @@ from .bundle import Bundle, load_bundle
 from .cache import LruCache
 from .errors import InvalidInput, NotReady, Unsupported
 from .heads import DenseHead, cosine_zero_shot, nli_zero_shot, softmax
+from .ngrams import CharNgramHead
 from .runtime import OnnxRunner, backend_name
 from .tokenize import load_tokenizer
 from .types import Encoded, Sentiment, Timing, ZeroShot
@@ -193,8 +194,11 @@ class Engine:
         self._zeroshot = next((m for m in reversed(self.models) if "zeroshot" in m.bundle.tasks), None)
         if self._sentiment is None and self._zeroshot is None:
             raise ValueError("no loaded bundle serves sentiment or zero-shot")
-        self._head = (DenseHead.load(self._sentiment.bundle.file("head"))
-                      if self._sentiment is not None and self._sentiment.bundle.kind == "embedding" else None)
+        embedding = self._sentiment is not None and self._sentiment.bundle.kind == "embedding"
+        self._head = DenseHead.load(self._sentiment.bundle.file("head")) if embedding else None
+        # optional character n-gram logits, added to the head's (the default bundle's recipe trains one)
+        self._ngrams = (CharNgramHead.load(self._sentiment.bundle.file("ngram_head"))
+                        if embedding and self._sentiment.bundle.has_file("ngram_head") else None)
         self._hypotheses: LruCache[Row] = LruCache(4096)
         self._ready = threading.Event()
         self._draining = False
@@ -257,7 +261,8 @@ class Engine:
         except Exception as error:
             return fx.failed(error)
         [row] = model.rows([text], None, strict=strict, deadline=deadline, token=token, names=[name])
-        return fx.then(row, self._to_sentiment)
+        extra = self._ngram_logits(text)  # on the caller's thread while the row is in the batcher
+        return fx.then(row, lambda done: self._to_sentiment(done, extra))
 
     def predict(self, texts: Sequence[str], *, strict: bool = False, deadline: float | None = None,
                 token: fx.CancelToken | None = None) -> tuple[list[Sentiment], Timing]:
@@ -267,7 +272,9 @@ class Engine:
         check_texts(texts, self.limits)
         rows = model.rows(texts, None, strict=strict, deadline=deadline, token=token,
                           names=[f"texts[{i}]" for i in range(len(texts))])
-        results = fx.wait(fx.gather(rows, lambda done: [self._to_sentiment(r) for r in done]), deadline)
+        extras = [self._ngram_logits(text) for text in texts]  # while the rows are in the batcher
+        results = fx.wait(fx.gather(rows, lambda done: [self._to_sentiment(r, e) for r, e in zip(done, extras)]),
+                          deadline)
         return results, _total(results, started)
 
     def _sentiment_model(self) -> LoadedModel:
@@ -276,12 +283,16 @@ class Engine:
             raise Unsupported("no loaded model serves sentiment; start the server with a sentiment bundle")
         return self._sentiment
 
-    def _to_sentiment(self, row_timing: tuple[Row, Timing]) -> Sentiment:
-        """Applies the head (embedding bundles) or softmax (classifier bundles) to one row."""
+    def _ngram_logits(self, text: str) -> np.ndarray | None:
+        return self._ngrams.logits(text) if self._ngrams is not None else None
+
+    def _to_sentiment(self, row_timing: tuple[Row, Timing], extra: np.ndarray | None = None) -> Sentiment:
+        """Applies the head (embedding bundles, plus the n-gram logits `extra`) or softmax (classifier bundles)."""
         row, timing = row_timing
         assert self._sentiment is not None
         labels = self._sentiment.bundle.labels
-        probs = self._head(row.values[None, :])[0] if self._head is not None else softmax(row.values)
+        logits = self._head.logits(row.values[None, :])[0] if self._head is not None else row.values
+        probs = softmax(logits if extra is None else logits + extra)
         best = int(np.argmax(probs))
         return Sentiment(label=labels[best], score=float(probs[best]),
                          scores=tuple((label, float(p)) for label, p in zip(labels, probs)),

@@ -36,14 +36,18 @@ class DenseHead:
         """Width of the last layer."""
         return self.layers[-1][0].shape[0]
 
-    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
-        """Class probabilities [N, C] for embeddings [N, D]."""
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        """Class logits [N, C] for embeddings [N, D]."""
         x = embeddings.astype(np.float32)
         for i, (w, b) in enumerate(self.layers):
             x = x @ w.T + b
             if i < len(self.layers) - 1:
                 x = np.maximum(x, 0.0)
-        return softmax(x)
+        return x
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        """Class probabilities [N, C] for embeddings [N, D]."""
+        return softmax(self.logits(embeddings))
 
 
 def cosine_zero_shot(text_embeddings: np.ndarray, label_embeddings: np.ndarray, temperature: float,

@@ -78,12 +78,12 @@ def _fit_head(x: np.ndarray, y: np.ndarray):
     """
     from sklearn.neural_network import MLPClassifier
 
-    from model.build.train_head import _binary_to_two_class
+    from model.build.train_head import binary_to_two_class
 
     clf = MLPClassifier(hidden_layer_sizes=(64,), solver="lbfgs", alpha=1e-4, max_iter=5000,
                         random_state=TINY_SEED).fit(x, y)
     layers = [(clf.coefs_[0].T.astype(np.float32), clf.intercepts_[0].astype(np.float32)),
-              _binary_to_two_class(clf.coefs_[1].T, clf.intercepts_[1])]
+              binary_to_two_class(clf.coefs_[1].T, clf.intercepts_[1])]
     return layers, float(clf.score(x, y))
 
 

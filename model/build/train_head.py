@@ -23,6 +23,8 @@ class HeadResult:
     heldout_accuracy: float
     candidates: dict[str, float] = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    ngrams: object = None  # train_ngrams.NgramModel whose logit is added with ngram_weight, or None
+    ngram_weight: float = 0.0
 
 
 def head_logits(layers: Layers, x: np.ndarray) -> np.ndarray:
@@ -43,7 +45,7 @@ def head_predict_proba(layers: Layers, x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _binary_to_two_class(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def binary_to_two_class(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """sklearn's single binary logit z becomes two logits (-z/2, z/2): softmax of them equals sigmoid(z)."""
     w = np.asarray(w, dtype=np.float32).reshape(1, -1)
     b = np.asarray(b, dtype=np.float32).reshape(1)
@@ -67,7 +69,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, seed: int, c: float = 10.0, balan
     coef = clf.coef_.astype(np.float64)
     if direction is not None and weight:
         coef = coef + weight * np.asarray(direction, dtype=np.float64).reshape(1, -1)
-    return [_binary_to_two_class(coef, clf.intercept_)]
+    return [binary_to_two_class(coef, clf.intercept_)]
 
 
 def choose_logistic_c(x: np.ndarray, y: np.ndarray, seed: int,
@@ -97,28 +99,41 @@ def sentiment_direction(positive: np.ndarray, negative: np.ndarray, x: np.ndarra
     return np.mean(kept, axis=0), acc
 
 
-PRIOR_GRID = (0.0, 25.0, 50.0, 100.0, 150.0, 200.0)
+PRIOR_GRID = (0.0, 25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0)
+NGRAM_GRID = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
 
 
-def choose_prior_weight(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direction: np.ndarray, c: float,
-                        seed: int, balanced: bool = False,
-                        grid: tuple[float, ...] = PRIOR_GRID) -> tuple[float, dict[float, float]]:
-    """Weight of the zero-shot axis that maximises leave-one-domain-out accuracy on the training split.
+def choose_mix_weights(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direction: np.ndarray, c: float,
+                       seed: int, balanced: bool = False, grid: tuple[float, ...] = PRIOR_GRID,
+                       texts: list[str] | None = None, ngram_grid: tuple[float, ...] = (0.0,),
+                       ngram_params=None) -> tuple[tuple[float, float], dict[str, float]]:
+    """Weights of the zero-shot axis and of the character n-gram logit that maximise leave-one-domain-out accuracy.
 
-    For every review domain, a logistic regression is fitted on the other domains and scored on that
-    one: the mean over domains estimates accuracy on reviews of a kind the corpus does not cover, which
-    is what a default model meets. Ties go to the smaller weight.
+    For every review domain, a logistic regression on the embeddings (and, given `texts`, one on
+    character n-grams) is fitted on the other domains and scored on that one: the mean over domains
+    estimates accuracy on reviews of a kind the corpus does not cover, which is what a default model
+    meets. Returns (axis weight, n-gram weight) and the score of every pair ("axis,ngram"); ties go to
+    the smaller weights.
     """
+    from model.build.train_ngrams import NgramParams, fit_ngrams
+
     domains = np.asarray(domains)
+    pairs = [(w, v) for w in grid for v in (ngram_grid if texts is not None else (0.0,))]
     per_domain = []
     for d in sorted(set(domains.tolist())):
         train, test = domains != d, domains == d
         clf = _logistic(c, seed, balanced).fit(x[train], y[train])
         base, axis = clf.decision_function(x[test]), x[test] @ direction
-        per_domain.append({w: float((((base + w * axis) > 0).astype(np.int64) == y[test]).mean()) for w in grid})
-    scores = {w: float(np.mean([p[w] for p in per_domain])) for w in grid}
-    best = max(grid, key=lambda w: (round(scores[w], 6), -w))
-    return best, scores
+        ngram = np.zeros_like(base)
+        if texts is not None:
+            model = fit_ngrams([t for t, keep in zip(texts, train) if keep], y[train], seed,
+                               ngram_params or NgramParams())
+            ngram = model.decision([t for t, keep in zip(texts, test) if keep])
+        per_domain.append({p: float((((base + p[0] * axis + p[1] * ngram) > 0).astype(np.int64) == y[test]).mean())
+                           for p in pairs})
+    scores = {p: float(np.mean([s[p] for s in per_domain])) for p in pairs}
+    best = max(pairs, key=lambda p: (round(scores[p], 6), -p[0], -p[1]))
+    return best, {f"{w:g},{v:g}": round(s, 5) for (w, v), s in scores.items()}
 
 
 MLP_PARAMS = {"hidden": 256, "epochs": 40, "lr": 2e-3, "weight_decay": 1e-2, "dropout": 0.1, "batch_size": 128}
@@ -178,13 +193,17 @@ def labels_to_index(labels: list[str]) -> np.ndarray:
 
 def train_head(x_train: np.ndarray, y_train: np.ndarray, x_heldout: np.ndarray, y_heldout: np.ndarray,
                seed: int, kinds: tuple[str, ...] = ("logistic",), *, balanced: bool = False,
-               prior: np.ndarray | None = None, domains: np.ndarray | None = None) -> HeadResult:
+               prior: np.ndarray | None = None, domains: np.ndarray | None = None,
+               texts: tuple[list[str], list[str]] | None = None) -> HeadResult:
     """Trains each requested head kind; keeps the best one by held-out accuracy.
 
     With `prior` (a zero-shot sentiment axis) and `domains` (a review domain per training text), the
-    logistic head gets prior x a weight chosen by leave-one-domain-out accuracy on the training split.
+    logistic head gets prior x a weight chosen by leave-one-domain-out accuracy on the training split;
+    with `texts` (training and held-out texts) too, a character n-gram model joins it, its weight
+    chosen the same way, and its logit is added to the head's (result.ngrams, result.ngram_weight).
     """
     results: dict[str, tuple[Layers, dict]] = {}
+    ngrams, ngram_weight = None, 0.0
     if "logistic" in kinds:
         c, cv = choose_logistic_c(x_train, y_train, seed, balanced=balanced)
         params: dict = {"C": c, "cv_accuracy": cv, "class_weight": "balanced" if balanced else None}
@@ -192,14 +211,28 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, x_heldout: np.ndarray, 
         if prior is not None:
             if domains is None:
                 raise ValueError("a prior axis needs domains to choose its weight")
-            weight, lodo = choose_prior_weight(x_train, y_train, domains, prior, c, seed, balanced)
+            (weight, ngram_weight), lodo = choose_mix_weights(
+                x_train, y_train, domains, prior, c, seed, balanced, texts=texts[0] if texts else None,
+                ngram_grid=NGRAM_GRID)
             params.update(prior_weight=weight, leave_one_domain_out_accuracy=lodo)
         results["logistic"] = (fit_logistic(x_train, y_train, seed, c, balanced, prior, weight), params)
+        if ngram_weight:
+            from model.build.train_ngrams import NgramParams, fit_ngrams
+
+            ngrams = fit_ngrams(texts[0], y_train, seed)
+            params.update(ngram_weight=ngram_weight, ngram_params=vars(NgramParams()),
+                          ngram_features=len(ngrams.vectorizer.vocabulary_))
     if "mlp" in kinds:
         results["mlp"] = (fit_mlp(x_train, y_train, seed, **MLP_PARAMS), dict(MLP_PARAMS))
     acc = {k: accuracy(layers, x_heldout, y_heldout) for k, (layers, _) in results.items()}
+    if ngrams is not None:
+        mixed = head_logits(results["logistic"][0], x_heldout)
+        mixed = (mixed[:, 1] - mixed[:, 0]) + ngram_weight * ngrams.decision(texts[1])
+        acc["logistic"] = float(((mixed > 0).astype(np.int64) == y_heldout).mean())
     best = max(acc, key=lambda k: (acc[k], k == "logistic"))  # ties go to the simpler head
-    return HeadResult(results[best][0], best, acc[best], acc, results[best][1])
+    if best != "logistic":
+        ngrams, ngram_weight = None, 0.0
+    return HeadResult(results[best][0], best, acc[best], acc, results[best][1], ngrams, ngram_weight)
 
 
 def save_head(path: Path, layers: Layers) -> Path:

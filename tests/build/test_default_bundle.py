@@ -248,6 +248,40 @@ def test_export_and_quantize_generic_bert_with_token_types(tmp_path):
     assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in onnx.load(str(int8)).graph.node)
 
 
+def test_embedding_tables_are_quantized_per_row_and_shared_tables_are_left_alone(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from model.build.onnx_export import quantize_embedding_rows
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(50, 8)).astype(np.float32) * rng.uniform(0.01, 10, size=(50, 1)).astype(np.float32)
+    table[7] = 0.0  # an all-zero row must not divide by zero
+    shared = rng.normal(size=(8, 8)).astype(np.float32)  # gathered and multiplied: not a pure table
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["rows"], name="g"),
+         helper.make_node("Gather", ["shared", "ids8"], ["srows"], name="g2"),
+         helper.make_node("MatMul", ["srows", "shared"], ["prod"], name="mm")],
+        "t", [helper.make_tensor_value_info("ids", TensorProto.INT64, [None, None]),
+              helper.make_tensor_value_info("ids8", TensorProto.INT64, [None])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, [None, None, 8]),
+         helper.make_tensor_value_info("prod", TensorProto.FLOAT, [None, 8])],
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(shared, "shared")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert quantize_embedding_rows(model) == ["table"]
+    onnx.checker.check_model(model)
+    kinds = {t.name: t.data_type for t in model.graph.initializer}
+    assert kinds == {"shared": TensorProto.FLOAT, "table_int8_rows": TensorProto.INT8,
+                     "table_row_scale": TensorProto.FLOAT}
+    onnx.save(model, str(tmp_path / "q.onnx"))
+    ids = np.array([[0, 7, 49], [3, 3, 12]])
+    rows, prod = ort_session(tmp_path / "q.onnx").run(None, {"ids": ids, "ids8": np.array([1, 2])})
+    # each row within half a step of its own scale (absmax / 127), however small the row
+    step = np.abs(table).max(axis=1) / 127
+    assert np.all(np.abs(rows - table[ids]) <= step[ids][..., None] / 2 + 1e-7)
+    np.testing.assert_array_equal(rows[0, 1], 0.0)
+    np.testing.assert_allclose(prod, shared[[1, 2]] @ shared, rtol=1e-5)
+
+
 # ---------------------------------------------------------------- corpus cleaning
 def test_clean_corpus_dedupes_strips_and_drops_conflicts():
     raw = {"positive": ["好 ", "好", "  ", "", "很好", "一般", "很好\t"],

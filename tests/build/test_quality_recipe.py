@@ -116,7 +116,7 @@ def test_sentiment_direction_keeps_only_informative_pairs():
 
 
 def test_prior_weight_is_chosen_by_leave_one_domain_out_and_folded_into_the_head():
-    from model.build.train_head import choose_prior_weight, fit_logistic, head_logits
+    from model.build.train_head import choose_mix_weights, fit_logistic, head_logits
 
     rng = np.random.default_rng(5)
     n = 1200
@@ -128,11 +128,48 @@ def test_prior_weight_is_chosen_by_leave_one_domain_out_and_folded_into_the_head
     flip = {"a": 1.0, "b": 1.0, "c": -3.0}
     x[:, 1] += np.array([flip[d] for d in domains]) * np.where(y == 1, 1.0, -1.0)
     axis = np.eye(6)[0]
-    weight, scores = choose_prior_weight(x, y, domains, axis, c=1.0, seed=0, grid=(0.0, 5.0, 50.0))
-    assert weight > 0 and scores[weight] >= scores[0.0]
+    (weight, ngram_weight), scores = choose_mix_weights(x, y, domains, axis, c=1.0, seed=0, grid=(0.0, 5.0, 50.0))
+    assert weight > 0 and ngram_weight == 0.0 and scores[f"{weight:g},0"] >= scores["0,0"]
     layers = fit_logistic(x, y, seed=0, c=1.0, direction=axis, weight=2.0)
     plain = fit_logistic(x, y, seed=0, c=1.0)
     # the axis is added to the binary logit: two-class logits differ by weight * (x @ axis)
     diff = (head_logits(layers, x)[:, 1] - head_logits(layers, x)[:, 0]) - \
         (head_logits(plain, x)[:, 1] - head_logits(plain, x)[:, 0])
     np.testing.assert_allclose(diff, 2.0 * x[:, 0], rtol=1e-4, atol=1e-4)
+
+
+_REVIEWS = ["房间很好", "服务很好", "早餐不错", "位置很好很方便", "性价比不错", "很满意", "环境很好",
+            "房间很差", "服务很差", "早餐难吃", "位置太差", "价格太贵不值", "很失望", "环境很差"]
+
+
+def test_ngram_head_written_by_the_build_reproduces_scikit_learn(tmp_path):
+    from model.build.train_ngrams import NgramParams, fit_ngrams, save_ngram_head
+    from model.ngrams import CharNgramHead
+
+    y = np.array([1] * 7 + [0] * 7)
+    model = fit_ngrams(_REVIEWS * 3, np.tile(y, 3), seed=0, params=NgramParams(min_df=1))
+    head = CharNgramHead.load(save_ngram_head(tmp_path / "ngrams.npz", model, weight=2.5))
+    probes = ["这家酒店房间很好", "服务太差了", "完全无关的文字", "Ｆｕｌｌ width"]
+    served = np.array([head.logits(t) for t in probes])
+    np.testing.assert_allclose(served[:, 1] - served[:, 0], 2.5 * model.decision(probes), rtol=1e-5, atol=1e-5)
+    assert (served[:2, 1] > served[:2, 0]).tolist() == [True, False]
+
+
+def test_mix_weights_pick_ngrams_when_the_embeddings_carry_no_sentiment():
+    from model.build.train_head import choose_mix_weights, train_head
+
+    rng = np.random.default_rng(6)
+    n = 600
+    y = rng.integers(0, 2, size=n)
+    pos, neg = ["很好", "不错", "满意", "喜欢"], ["很差", "失望", "难吃", "太贵"]
+    texts = [f"{rng.choice(['酒店', '书', '电脑'])}{rng.choice(pos if label else neg)}" for label in y]
+    domains = np.array([t[:1] for t in texts])
+    x = rng.normal(size=(n, 8))  # embeddings that know nothing
+    axis = np.eye(8)[0]
+    (w, v), scores = choose_mix_weights(x, y, domains, axis, c=1.0, seed=0, grid=(0.0, 10.0), texts=texts,
+                                        ngram_grid=(0.0, 1.0, 4.0))
+    assert v > 0 and scores[f"{w:g},{v:g}"] > 0.95 and scores["0,0"] < 0.7
+    half = n // 2
+    result = train_head(x[:half], y[:half], x[half:], y[half:], seed=0, balanced=True, prior=axis,
+                        domains=domains[:half], texts=(texts[:half], texts[half:]))
+    assert result.ngrams is not None and result.ngram_weight > 0 and result.heldout_accuracy > 0.95

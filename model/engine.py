@@ -98,25 +98,29 @@ class LoadedModel:
         self.bundle = bundle
         self.tokenizer = load_tokenizer(bundle)
         sessions, threads = config.resolved_sessions()
-        model_file = bundle.model_file(config.variant)
         pad_to = bundle.max_length if config.pad_to_max_length else None
-        runners = [OnnxRunner(model_file, bundle.input_names, bundle.output_name, self.tokenizer.pad_id, threads, pad_to)
-                   for _ in range(sessions)]
-        self.runners = runners
-        if config.mode == "batched":
-            self.executor: Batcher | DirectExecutor = Batcher(
-                runners, max_batch_size=config.max_batch_size, max_batch_tokens=config.max_batch_tokens,
-                max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue,
-                overhead_tokens=config.overhead_tokens, observer=observer)
-        else:
-            self.executor = DirectExecutor(runners, observer=observer)
+
+        def runner(model_file: Path) -> OnnxRunner:
+            return OnnxRunner(model_file, bundle.input_names, bundle.output_name, self.tokenizer.pad_id, threads, pad_to)
+
+        self.runners = [runner(bundle.model_file(config.variant)) for _ in range(sessions)]
+        self.executor = _executor(self.runners, config, observer)
+        # A bundle may carry a more precise (slower) encoder for zero-shot hypotheses: an error in a label's
+        # embedding shifts that label's score for every text, and hypotheses are few and cached, so
+        # precision there is cheap. One session: after warm-up it only sees labels it has not seen.
+        self.hypothesis_runners = ([runner(bundle.file("hypothesis_model"))]
+                                   if bundle.has_file("hypothesis_model") and config.variant != "fp32" else [])
+        self.hypothesis_executor = (_executor(self.hypothesis_runners, config, observer)
+                                    if self.hypothesis_runners else self.executor)
         self.cache: LruCache[Row] = LruCache(config.cache_size)
         self.quantization = "none" if config.variant == "fp32" else bundle.quantization
 
     def rows(self, texts: Sequence[str], pairs: Sequence[str] | None, *, strict: bool, deadline: float | None,
-             token: fx.CancelToken | None, names: Sequence[str], prefix: str | None = None) -> list[Future]:
-        """Futures of (Row, Timing) for each input, from the cache or through tokenizer and executor."""
-        keys = [(text, pairs[i] if pairs is not None else None, prefix) for i, text in enumerate(texts)]
+             token: fx.CancelToken | None, names: Sequence[str], prefix: str | None = None,
+             hypotheses: bool = False) -> list[Future]:
+        """Futures of (Row, Timing) for each input, from the cache or through tokenizer and executor
+        (the hypothesis executor for zero-shot hypotheses)."""
+        keys = [(text, pairs[i] if pairs is not None else None, prefix, hypotheses) for i, text in enumerate(texts)]
         out: list[Future | None] = [None] * len(texts)
         misses = []
         for i, key in enumerate(keys):
@@ -130,8 +134,9 @@ class LoadedModel:
             encoded = self.tokenizer.encode_batch([texts[i] for i in misses],
                                                   [pairs[i] for i in misses] if pairs is not None else None, prefix)
             share = int((time.monotonic() - started) * 1e6 / len(misses))
+            executor = self.hypothesis_executor if hypotheses else self.executor
             for i, enc in zip(misses, encoded):
-                out[i] = self._submit(enc, keys[i], share, strict, deadline, token, names[i])
+                out[i] = self._submit(executor, enc, keys[i], share, strict, deadline, token, names[i])
         return out  # type: ignore[return-value]
 
     def _checked(self, row: Row, timing: Timing, strict: bool, name: str) -> Future:
@@ -144,13 +149,13 @@ class LoadedModel:
         return InvalidInput(f"{name} is longer than the model's {self.bundle.max_length} tokens; "
                             "strict mode rejects it instead of truncating")
 
-    def _submit(self, enc: Encoded, key: tuple, tokenize_us: int, strict: bool, deadline: float | None,
-                token: fx.CancelToken | None, name: str) -> Future:
+    def _submit(self, executor: Batcher | DirectExecutor, enc: Encoded, key: tuple, tokenize_us: int, strict: bool,
+                deadline: float | None, token: fx.CancelToken | None, name: str) -> Future:
         """Queues one encoded input; caches and times its row when it returns."""
         if strict and enc.truncated:
             return fx.failed(self._too_long(name))
         try:
-            queued = self.executor.submit(enc, deadline)
+            queued = executor.submit(enc, deadline)
         except Exception as error:
             return fx.failed(error)
         if token is not None:
@@ -179,6 +184,18 @@ class LoadedModel:
     def close(self) -> None:
         """Finishes queued work and stops the workers."""
         self.executor.close()
+        if self.hypothesis_executor is not self.executor:
+            self.hypothesis_executor.close()
+
+
+def _executor(runners: list[OnnxRunner], config: EngineConfig,
+              observer: Callable[[BatchEvent], None] | None) -> Batcher | DirectExecutor:
+    """The dynamic batcher over these sessions, or direct execution in the lock and per-thread modes."""
+    if config.mode == "batched":
+        return Batcher(runners, max_batch_size=config.max_batch_size, max_batch_tokens=config.max_batch_tokens,
+                       max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue,
+                       overhead_tokens=config.overhead_tokens, observer=observer)
+    return DirectExecutor(runners, observer=observer)
 
 
 class Engine:
@@ -229,7 +246,7 @@ class Engine:
                                               model.bundle.max_length):
                 text = "好" * max(1, length - 2)  # truncated to max_length by the tokenizer
                 encoded = model.tokenizer.encode_batch([text] * size, [pair] * size if pair else None)
-                for runner in model.runners:
+                for runner in model.runners + model.hypothesis_runners:
                     runner.run(encoded)
         self._ready.set()
         return time.monotonic() - started
@@ -354,7 +371,7 @@ class Engine:
             hypotheses = [template.replace("{}", labels[i]) for i in missing]
             prefix = model.bundle.zeroshot.get("hypothesis_prefix")
             computed = model.rows(hypotheses, None, strict=False, deadline=deadline, token=token,
-                                  names=[f"labels[{i}]" for i in missing], prefix=prefix)
+                                  names=[f"labels[{i}]" for i in missing], prefix=prefix, hypotheses=True)
             for i, future in zip(missing, computed):
                 out[i] = fx.then(future, self._remember_hypothesis(model, template, labels[i]))
         return out  # type: ignore[return-value]

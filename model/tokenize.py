@@ -49,7 +49,7 @@ class HfTokenizer:
 class SentencePieceTokenizer:
     """A SentencePiece Unigram model with `<s> ... </s>` around each text (XLM-R / e5 layout).
 
-    Same ids as the bundle's tokenizer.json at a fifth of the memory (see model/build/sentencepiece_model.py).
+    Same ids as the bundle's tokenizer.json at a fifth of the memory (see model/recipes/sentencepiece_model.py).
     """
 
     def __init__(self, model_file: Path, max_length: int, prefix: str = ""):

@@ -40,11 +40,11 @@ echo "== runtime stage in $IMAGE"
 "$PYTHON" -m venv "$IMAGE/venv"
 "$IMAGE/venv/bin/pip" install --quiet --disable-pip-version-check -r requirements/serve.txt
 mkdir -p "$IMAGE/app/requirements" "$IMAGE/app/scripts" "$IMAGE/app/bundles"
-cp -r pyproject.toml README.md model server client protos "$IMAGE/app/"
+cp -r pyproject.toml README.md model server client "$IMAGE/app/"
 cp requirements/serve.txt "$IMAGE/app/requirements/"
 cp scripts/grpc_health_check.py "$IMAGE/app/scripts/"
 find "$IMAGE/app" -name __pycache__ -prune -exec rm -rf {} +
-"$IMAGE/venv/bin/pip" install --quiet --disable-pip-version-check --no-deps "$IMAGE/app"
+"$IMAGE/venv/bin/pip" install --quiet --disable-pip-version-check --no-deps "$IMAGE/app/client" "$IMAGE/app"
 cp -r "$BUNDLE" "$IMAGE/app/bundles/e5-small"
 rm -f "$IMAGE/app/bundles/e5-small/model.fp32.onnx"  # the image serves the default (INT8) variant only
 

@@ -1,4 +1,4 @@
-"""python -m server."""
+"""python -m senti.server."""
 import sys
 
 from .main import main

@@ -20,8 +20,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import disable_created_metrics
 
-from model.engine import Engine
-from protos import senti_pb2, senti_pb2_grpc
+from senti.model.engine import Engine
+from senti.v1 import senti_pb2, senti_pb2_grpc
 
 from . import tls, tracing
 from .handlers import VERSION, SentiServicer

@@ -1,10 +1,10 @@
 """Conversions between protobuf messages and the engine's domain objects."""
 from google.rpc import status_pb2
 
-from model.engine import ModelDescription
-from model.types import Sentiment, Timing, ZeroShot, polarity
-from model.validation import Limits
-from protos import senti_pb2 as pb
+from senti.model.engine import ModelDescription
+from senti.model.types import Sentiment, Timing, ZeroShot, polarity
+from senti.model.validation import Limits
+from senti.v1 import senti_pb2 as pb
 
 POLARITY = {"negative": pb.POLARITY_NEGATIVE, "positive": pb.POLARITY_POSITIVE, None: pb.POLARITY_UNSPECIFIED}
 TASK = {"sentiment": pb.TASK_SENTIMENT, "zeroshot": pb.TASK_ZERO_SHOT}

@@ -3,7 +3,7 @@ import logging
 
 import grpc
 
-from model import errors
+from senti.model import errors
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from concurrent.futures import Future
 
 import grpc
 
-from model.engine import Engine
-from model.errors import SentiError
-from model.futures import CancelToken
-from protos import senti_pb2 as pb
-from protos import senti_pb2_grpc
+from senti.model.engine import Engine
+from senti.model.errors import SentiError
+from senti.model.futures import CancelToken
+from senti.v1 import senti_pb2 as pb
+from senti.v1 import senti_pb2_grpc
 
 from . import convert
 from .errors import status_of

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from model.batcher import BatchEvent
-from model.engine import Engine
+from senti.model.batcher import BatchEvent
+from senti.model.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.engine import EngineConfig
-from model.validation import Limits
+from senti.model.engine import EngineConfig
+from senti.model.validation import Limits
 
 
 class Settings(BaseSettings):
@@ -145,7 +145,7 @@ class Settings(BaseSettings):
 
 
 def markdown_table() -> str:
-    """The settings as README's configuration table (`python -m server.settings` prints it)."""
+    """The settings as README's configuration table (`python -m senti.server.settings` prints it)."""
     rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = field.default.as_posix() if isinstance(field.default, Path) else field.default

@@ -6,10 +6,10 @@ from typing import Iterator
 
 import pytest
 
-from client import SentiClient
-from model.engine import Engine
-from server.app import Running, start_server
-from server.settings import Settings
+from senti.client import SentiClient
+from senti.model.engine import Engine
+from senti.server.app import Running, start_server
+from senti.server.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUNDLE = Path(os.environ.get("SENTI_TEST_DEFAULT_BUNDLE", ROOT / "bundles" / "e5-small"))

@@ -59,7 +59,7 @@ def _encoder(vocab_size: int):
     import torch
     from transformers import BertConfig, BertModel
 
-    from model.build.e5_convert import MeanPooledEncoder
+    from senti.model.recipes.e5_convert import MeanPooledEncoder
 
     torch.manual_seed(TINY_SEED)
     cfg = BertConfig(vocab_size=vocab_size, hidden_size=TINY_HIDDEN, num_hidden_layers=2, num_attention_heads=4,
@@ -78,7 +78,7 @@ def _fit_head(x: np.ndarray, y: np.ndarray):
     """
     from sklearn.neural_network import MLPClassifier
 
-    from model.build.train_head import binary_to_two_class
+    from senti.model.recipes.train_head import binary_to_two_class
 
     clf = MLPClassifier(hidden_layer_sizes=(64,), solver="lbfgs", alpha=1e-4, max_iter=5000,
                         random_state=TINY_SEED).fit(x, y)
@@ -91,9 +91,9 @@ def build_tiny_embedding_bundle(out_dir: Path) -> Path:
     """Builds a tiny 'embedding' bundle (INT8 ONNX + fp32 ONNX + tokenizer + head + bundle.json) in out_dir."""
     import torch
 
-    from model.build.default_bundle import embed_texts, ort_session
-    from model.build.onnx_export import export_onnx, quantize_int8
-    from model.build.train_head import head_logits, save_head
+    from senti.model.recipes.default_bundle import embed_texts, ort_session
+    from senti.model.recipes.onnx_export import export_onnx, quantize_int8
+    from senti.model.recipes.train_head import head_logits, save_head
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,10 @@ from mlserver import MLModel
 from mlserver.codecs import NumpyCodec, StringCodec
 from mlserver.types import InferenceRequest, InferenceResponse
 
-from model.bundle import load_bundle
-from model.heads import DenseHead
-from model.runtime import OnnxRunner
-from model.tokenize import load_tokenizer
+from senti.model.bundle import load_bundle
+from senti.model.heads import DenseHead
+from senti.model.runtime import OnnxRunner
+from senti.model.tokenize import load_tokenizer
 
 
 class SentiRuntime(MLModel):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import grpc
 
-from protos import senti_pb2 as pb
-from protos import senti_pb2_grpc
+from senti.v1 import senti_pb2 as pb
+from senti.v1 import senti_pb2_grpc
 
 from ..serverproc import server_process
 
@@ -32,7 +32,7 @@ def rss_mb(pid: int) -> float:
 
 
 def server(*args: str, bundle: str = "bundles/e5-small"):
-    """`python -m server` on 127.0.0.1, port chosen by the server; yields (process, port). Stopped on exit."""
+    """`python -m senti.server` on 127.0.0.1, port chosen by the server; yields (process, port). Stopped on exit."""
     return server_process(bundle, *args)
 
 

@@ -4,7 +4,7 @@ import json
 import grpc
 import pytest
 
-from protos import senti_pb2 as pb
+from senti.v1 import senti_pb2 as pb
 from tests.conftest import running_server
 
 

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import snownlp
 
-from model.bundle import load_bundle
-from model.tokenize import HfTokenizer, SentencePieceTokenizer
+from senti.model.bundle import load_bundle
+from senti.model.tokenize import HfTokenizer, SentencePieceTokenizer
 
 EDGE_CASES = ["这家餐厅太难吃了", "Hello  World  123", "😀😡🔥 emoji", "  leading space", "全角，标点！？",
               "ｆｕｌｌ　ｗｉｄｔｈ　１２３", "\x00\x07ctrl", "a\tb\nc", "\u200b\ufeff\u202e", "ÀÉÎõü café", "ＡＢＣ"]

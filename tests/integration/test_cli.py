@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from client.cli import main
+from senti.client.cli import main
 
 
 def run_cli(server, capsys, *args, stdin: str | None = None, monkeypatch=None) -> tuple[int, str, str]:

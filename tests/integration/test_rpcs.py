@@ -1,6 +1,8 @@
 """All RPCs over a real channel to a real server on port 0, on the tiny bundle built in the session."""
 import json
+import math
 import shutil
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -9,10 +11,10 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tokenizers import Tokenizer
 
-from model.heads import DenseHead, softmax
-from model.ngrams import CharNgramHead
-from protos import senti_pb2 as pb
-from protos import senti_pb2_grpc
+from senti.model.heads import DenseHead, softmax
+from senti.model.ngrams import CharNgramHead
+from senti.v1 import senti_pb2 as pb
+from senti.v1 import senti_pb2_grpc
 from tests.conftest import running_server
 
 
@@ -48,29 +50,46 @@ def _log_odds(prediction) -> float:
     return float(np.log(prediction.scores["positive"]) - np.log(prediction.scores["negative"]))
 
 
+def _write_ngram_head(bundle: Path, refund_weight: float) -> CharNgramHead:
+    """A hand-written n-gram head: the bigram 退款 pulls towards negative by refund_weight, 好 by 1 to positive."""
+    np.savez(bundle / "sentiment_ngrams.npz", vocab=np.array(["退款", "好"]), idf=np.array([1.0, 1.0], np.float32),
+             weights=np.array([[refund_weight, 0.0], [0.0, 1.0]], np.float32), bias=np.zeros(2, np.float32),
+             max_n=np.int64(2))
+    return CharNgramHead.load(bundle / "sentiment_ngrams.npz")
+
+
+def _shift(ngrams: CharNgramHead, text: str) -> float:
+    logits = ngrams.logits(text)
+    return float(logits[1] - logits[0])
+
+
 def test_ngram_head_logits_are_added_in_predict_and_stream(tiny_bundle, tmp_path):
     bundle = tmp_path / "with-ngrams"
     shutil.copytree(tiny_bundle, bundle)
-    # a hand-written n-gram head: the bigram 退款 pulls hard towards negative, 好 a little towards positive
-    np.savez(bundle / "sentiment_ngrams.npz", vocab=np.array(["退款", "好"]), idf=np.array([1.0, 1.0], np.float32),
-             weights=np.array([[30.0, 0.0], [0.0, 1.0]], np.float32), bias=np.zeros(2, np.float32),
-             max_n=np.int64(2))
     meta = json.loads((bundle / "bundle.json").read_text())
     meta["files"]["ngram_head"] = "sentiment_ngrams.npz"
     (bundle / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False))
     texts = ["质量很好", "质量很好，但是要退款", "一般般吧，还行"]
-    ngrams = CharNgramHead.load(bundle / "sentiment_ngrams.npz")
-    shift = [float(ngrams.logits(t)[1] - ngrams.logits(t)[0]) for t in texts]
-    assert shift[0] == pytest.approx(1.0) and shift[1] < -10 and shift[2] == 0.0
     # one text per call: the same INT8 forward in both servers, so only the n-gram logits differ
     with running_server(tiny_bundle) as (_, client):
         plain = [client.predict(t)[0] for t in texts]
+    # The random tiny model's own log-odds for texts[1] is whatever it is on this machine: measure it, then give
+    # 退款 the weight that moves texts[1] to 10 log-odds on the other side (the shift is linear in the weight).
+    measured = _log_odds(plain[1])
+    base = _shift(_write_ngram_head(bundle, 0.0), texts[1])
+    per_unit = _shift(_write_ngram_head(bundle, 1.0), texts[1]) - base
+    target = -math.copysign(10.0, measured)
+    ngrams = _write_ngram_head(bundle, (target - measured - base) / per_unit)
+    shift = [_shift(ngrams, t) for t in texts]
+    assert shift[0] == pytest.approx(1.0) and shift[2] == 0.0
+    assert measured + shift[1] == pytest.approx(target, abs=1e-3)
     with running_server(bundle) as (_, client):
         mixed = [client.predict(t)[0] for t in texts]
         streamed = {r.id: r.prediction for r in client.stream(iter([("1", texts[1])]))}
     assert [_log_odds(m) - _log_odds(p) for m, p in zip(mixed, plain)] == pytest.approx(shift, abs=1e-3)
-    assert plain[1].label == "positive" and mixed[1].label == "negative"
-    assert streamed["1"].label == "negative" and streamed["1"].score == pytest.approx(mixed[1].score, abs=1e-6)
+    flipped = "negative" if measured > 0 else "positive"
+    assert plain[1].label != flipped and mixed[1].label == flipped
+    assert streamed["1"].label == flipped and streamed["1"].score == pytest.approx(mixed[1].score, abs=1e-6)
 
 
 def test_predict_reports_timing_and_caches_repeats(tiny_server):
@@ -129,8 +148,8 @@ def test_zero_shot_sorted_scores(tiny_server):
 
 
 def test_zero_shot_hypotheses_go_through_the_hypothesis_encoder_with_shared_weights(tiny_bundle, tmp_path):
-    from model.build.onnx_export import quantize_q4, shared_initializers
-    from model.engine import Engine
+    from senti.model.recipes.onnx_export import quantize_q4, shared_initializers
+    from senti.model.engine import Engine
 
     bundle = tmp_path / "with-hypothesis-model"
     shutil.copytree(tiny_bundle, bundle)

@@ -6,9 +6,9 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
-from model.build.cli import main as senti_model
-from model.heads import softmax
-from protos import senti_pb2 as pb
+from senti.model.recipes.cli import main as senti_model
+from senti.model.heads import softmax
+from senti.v1 import senti_pb2 as pb
 from tests.conftest import running_server
 from tests.structbert_checkpoints import make_tiny_structbert_checkpoint
 

@@ -15,7 +15,7 @@ function load(file, includeDirs) {
   return grpc.loadPackageDefinition(protoLoader.loadSync(file, { ...OPTIONS, includeDirs }));
 }
 
-const senti = load('senti.proto', [path.join(ROOT, 'protos'), path.join(ROOT, 'third_party', 'googleapis')]).senti.v1;
+const senti = load('senti/v1/senti.proto', [path.join(ROOT, 'protos'), path.join(ROOT, 'third_party', 'googleapis')]).senti.v1;
 const healthPkg = load(path.basename(process.env.HEALTH_PROTO), [path.dirname(process.env.HEALTH_PROTO)]).grpc.health.v1;
 const client = new senti.SentiService(TARGET, grpc.credentials.createInsecure());
 const health = new healthPkg.Health(TARGET, grpc.credentials.createInsecure());

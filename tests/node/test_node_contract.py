@@ -1,7 +1,7 @@
 """The Node contract test (tests/node/contract.test.js) against a real Python server, and `buf lint` of protos/.
 
-Needs node and npm; `npm install` installs the exact versions package.json pins (package-lock.json) into tests/node/node_modules
-(once; CI runs it before the tests, see the closing note)."""
+Needs node and npm; `npm ci` installs exactly package-lock.json into tests/node/node_modules (once; CI runs it
+before the tests) and never rewrites the lock."""
 import os
 import shutil
 import subprocess
@@ -24,8 +24,7 @@ def node_modules() -> Path:
         pytest.fail("node and npm are needed for the cross-language contract test (apt-get install nodejs npm)")
     modules = HERE / "node_modules"
     if not (modules / "@grpc" / "grpc-js").is_dir() or not (modules / ".bin" / "buf").exists():
-        # npm 11 `ci` rejects a lock file without other platforms' optional buf binaries; install honours it.
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=HERE, check=True, timeout=600)
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, check=True, timeout=600)
     return modules
 
 

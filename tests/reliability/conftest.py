@@ -6,11 +6,11 @@ from typing import Iterator
 import grpc
 import pytest
 
-from client import SentiClient
-from model.engine import Engine
-from server.app import Running, start_server
-from server.metrics import Metrics
-from server.settings import Settings
+from senti.client import SentiClient
+from senti.model.engine import Engine
+from senti.server.app import Running, start_server
+from senti.server.metrics import Metrics
+from senti.server.settings import Settings
 
 
 

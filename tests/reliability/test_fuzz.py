@@ -7,8 +7,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protos import senti_pb2 as pb
-from protos import senti_pb2_grpc
+from senti.v1 import senti_pb2 as pb
+from senti.v1 import senti_pb2_grpc
 from tests.reliability.conftest import sample
 
 # The statuses the .proto documents for a request the caller got wrong; nothing else may come back.

@@ -6,10 +6,10 @@ import urllib.request
 import grpc
 import pytest
 
-from protos import senti_pb2 as pb
-from protos import senti_pb2_grpc
-from server.interceptors import clean_request_id
-from server.logs import JsonFormatter
+from senti.v1 import senti_pb2 as pb
+from senti.v1 import senti_pb2_grpc
+from senti.server.interceptors import clean_request_id
+from senti.server.logs import JsonFormatter
 from tests.reliability.conftest import sample, serving
 
 

@@ -10,11 +10,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from model import futures as fx
-from model.batcher import Batcher
-from model.runtime import OnnxRunner
-from protos import senti_pb2 as pb
-from protos import senti_pb2_grpc
+from senti.model import futures as fx
+from senti.model.batcher import Batcher
+from senti.model.runtime import OnnxRunner
+from senti.v1 import senti_pb2 as pb
+from senti.v1 import senti_pb2_grpc
 from tests.reliability.conftest import sample, serving
 
 WAIT = 30  # seconds: only a bound on a wait for an event, never a timing assertion

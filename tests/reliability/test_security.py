@@ -6,12 +6,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos import senti_pb2 as pb
-from protos import senti_pb2_grpc
-from server.auth import Authenticator
-from server.ratelimit import RateLimiter
-from server.logs import JsonFormatter
-from server.settings import Settings
+from senti.v1 import senti_pb2 as pb
+from senti.v1 import senti_pb2_grpc
+from senti.server.auth import Authenticator
+from senti.server.ratelimit import RateLimiter
+from senti.server.logs import JsonFormatter
+from senti.server.settings import Settings
 from tests.reliability.conftest import sample, serving
 
 TOKEN = "s3cret-token-of-team-a-0123456789"

@@ -1,4 +1,4 @@
-"""SIGTERM against a real `python -m server` subprocess: NOT_SERVING first, every accepted request answered, exit 0."""
+"""SIGTERM against a real `python -m senti.server` subprocess: NOT_SERVING first, every accepted request answered, exit 0."""
 import json
 import signal
 import threading
@@ -6,8 +6,8 @@ import threading
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos import senti_pb2 as pb
-from protos import senti_pb2_grpc
+from senti.v1 import senti_pb2 as pb
+from senti.v1 import senti_pb2_grpc
 from loadtest.serverproc import server_process
 
 WAIT = 60

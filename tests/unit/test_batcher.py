@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from model.batcher import Batcher, DirectExecutor, plan_group
-from model.errors import DeadlineExceeded, NotReady, Overloaded
-from model.types import Encoded
+from senti.model.batcher import Batcher, DirectExecutor, plan_group
+from senti.model.errors import DeadlineExceeded, NotReady, Overloaded
+from senti.model.types import Encoded
 
 
 def enc(length: int, value: int = 1) -> Encoded:

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from model.bundle import BundleError, load_bundle
+from senti.model.bundle import BundleError, load_bundle
 
 
 def _bundle(tmp_path, **changes):

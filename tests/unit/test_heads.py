@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from model.heads import DenseHead, cosine_zero_shot, nli_zero_shot, softmax
+from senti.model.heads import DenseHead, cosine_zero_shot, nli_zero_shot, softmax
 
 
 def test_softmax_is_stable_and_sums_to_one():

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from model.ngrams import CharNgramHead, char_ngrams, ngram_keys, vocab_keys
+from senti.model.ngrams import CharNgramHead, char_ngrams, ngram_keys, vocab_keys
 
 
 def test_char_ngrams_lowercase_and_collapse_whitespace():

@@ -2,11 +2,11 @@
 import threading
 from concurrent.futures import Future
 
-from model.errors import InvalidInput
-from model.validation import Limits
-from protos import senti_pb2 as pb
-from server.handlers import _Stream
-from model.types import Sentiment
+from senti.model.errors import InvalidInput
+from senti.model.validation import Limits
+from senti.v1 import senti_pb2 as pb
+from senti.server.handlers import _Stream
+from senti.model.types import Sentiment
 
 
 class FakeContext:

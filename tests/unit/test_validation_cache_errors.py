@@ -4,11 +4,11 @@ from concurrent.futures import Future
 import grpc
 import pytest
 
-from model import errors
-from model.cache import LruCache
-from model.futures import CancelToken, gather, then, wait
-from model.validation import Limits, check_labels, check_template, check_texts
-from server.errors import INTERNAL_MESSAGE, status_of
+from senti.model import errors
+from senti.model.cache import LruCache
+from senti.model.futures import CancelToken, gather, then, wait
+from senti.model.validation import Limits, check_labels, check_template, check_texts
+from senti.server.errors import INTERNAL_MESSAGE, status_of
 
 LIMITS = Limits(max_texts_per_request=3, max_labels_per_request=3, max_chars_per_text=10)
 

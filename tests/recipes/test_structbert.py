@@ -12,7 +12,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
-from model.build import structbert as sb
+from senti.model.recipes import structbert as sb
 from tests.structbert_checkpoints import (NLI_LABELS, SENTIMENT_LABELS,
                                           make_tiny_structbert_checkpoint)
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from model.build.train_head import accuracy, fit_mlp, head_predict_proba, train_head
-from model.build.zeroshot_calibration import (calibrate, expected_calibration_error, fit_multi_label, fit_temperature,
+from senti.model.recipes.train_head import accuracy, fit_mlp, head_predict_proba, train_head
+from senti.model.recipes.zeroshot_calibration import (calibrate, expected_calibration_error, fit_multi_label, fit_temperature,
                                               one_hot, split_halves)
 
 
@@ -91,7 +91,7 @@ def test_calibrate_picks_the_template_that_separates_the_labels():
 
 
 def test_review_domain_rules():
-    from model.build.sentiment_data import review_domain
+    from senti.model.recipes.sentiment_data import review_domain
 
     assert review_domain("酒店的早餐很丰富") == "hotel"
     assert review_domain("这本书的作者写得真好") == "book"
@@ -100,7 +100,7 @@ def test_review_domain_rules():
 
 
 def test_sentiment_direction_keeps_only_informative_pairs():
-    from model.build.train_head import sentiment_direction
+    from senti.model.recipes.train_head import sentiment_direction
 
     rng = np.random.default_rng(4)
     y = rng.integers(0, 2, size=400)
@@ -116,7 +116,7 @@ def test_sentiment_direction_keeps_only_informative_pairs():
 
 
 def test_prior_weight_is_chosen_by_leave_one_domain_out_and_folded_into_the_head():
-    from model.build.train_head import choose_mix_weights, fit_logistic, head_logits
+    from senti.model.recipes.train_head import choose_mix_weights, fit_logistic, head_logits
 
     rng = np.random.default_rng(5)
     n = 1200
@@ -143,8 +143,8 @@ _REVIEWS = ["房间很好", "服务很好", "早餐不错", "位置很好很方�
 
 
 def test_ngram_head_written_by_the_build_reproduces_scikit_learn(tmp_path):
-    from model.build.train_ngrams import NgramParams, fit_ngrams, save_ngram_head
-    from model.ngrams import CharNgramHead
+    from senti.model.recipes.train_ngrams import NgramParams, fit_ngrams, save_ngram_head
+    from senti.model.ngrams import CharNgramHead
 
     y = np.array([1] * 7 + [0] * 7)
     model = fit_ngrams(_REVIEWS * 3, np.tile(y, 3), seed=0, params=NgramParams(min_df=1))
@@ -156,7 +156,7 @@ def test_ngram_head_written_by_the_build_reproduces_scikit_learn(tmp_path):
 
 
 def test_mix_weights_pick_ngrams_when_the_embeddings_carry_no_sentiment():
-    from model.build.train_head import choose_mix_weights, train_head
+    from senti.model.recipes.train_head import choose_mix_weights, train_head
 
     rng = np.random.default_rng(6)
     n = 600

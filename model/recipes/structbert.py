@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from model.build.provenance import sha256_file
+from senti.model.recipes.provenance import sha256_file
 
 FORMAT_VERSION = 1
 DEFAULT_MAX_LENGTH = 512  # ModelScope's sequence_length default for both pipelines

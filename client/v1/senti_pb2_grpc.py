@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos import senti_pb2 as protos_dot_senti__pb2
+from senti.v1 import senti_pb2 as senti_dot_v1_dot_senti__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/senti_pb2_grpc.py depends on'
+        + ' but the generated code in senti/v1/senti_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,23 +37,23 @@ class SentiServiceStub:
         """
         self.Predict = channel.unary_unary(
                 '/senti.v1.SentiService/Predict',
-                request_serializer=protos_dot_senti__pb2.PredictRequest.SerializeToString,
-                response_deserializer=protos_dot_senti__pb2.PredictResponse.FromString,
+                request_serializer=senti_dot_v1_dot_senti__pb2.PredictRequest.SerializeToString,
+                response_deserializer=senti_dot_v1_dot_senti__pb2.PredictResponse.FromString,
                 _registered_method=True)
         self.PredictStream = channel.stream_stream(
                 '/senti.v1.SentiService/PredictStream',
-                request_serializer=protos_dot_senti__pb2.PredictStreamRequest.SerializeToString,
-                response_deserializer=protos_dot_senti__pb2.PredictStreamResponse.FromString,
+                request_serializer=senti_dot_v1_dot_senti__pb2.PredictStreamRequest.SerializeToString,
+                response_deserializer=senti_dot_v1_dot_senti__pb2.PredictStreamResponse.FromString,
                 _registered_method=True)
         self.ClassifyZeroShot = channel.unary_unary(
                 '/senti.v1.SentiService/ClassifyZeroShot',
-                request_serializer=protos_dot_senti__pb2.ClassifyZeroShotRequest.SerializeToString,
-                response_deserializer=protos_dot_senti__pb2.ClassifyZeroShotResponse.FromString,
+                request_serializer=senti_dot_v1_dot_senti__pb2.ClassifyZeroShotRequest.SerializeToString,
+                response_deserializer=senti_dot_v1_dot_senti__pb2.ClassifyZeroShotResponse.FromString,
                 _registered_method=True)
         self.GetModelInfo = channel.unary_unary(
                 '/senti.v1.SentiService/GetModelInfo',
-                request_serializer=protos_dot_senti__pb2.GetModelInfoRequest.SerializeToString,
-                response_deserializer=protos_dot_senti__pb2.GetModelInfoResponse.FromString,
+                request_serializer=senti_dot_v1_dot_senti__pb2.GetModelInfoRequest.SerializeToString,
+                response_deserializer=senti_dot_v1_dot_senti__pb2.GetModelInfoResponse.FromString,
                 _registered_method=True)
 
 
@@ -98,23 +98,23 @@ def add_SentiServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Predict': grpc.unary_unary_rpc_method_handler(
                     servicer.Predict,
-                    request_deserializer=protos_dot_senti__pb2.PredictRequest.FromString,
-                    response_serializer=protos_dot_senti__pb2.PredictResponse.SerializeToString,
+                    request_deserializer=senti_dot_v1_dot_senti__pb2.PredictRequest.FromString,
+                    response_serializer=senti_dot_v1_dot_senti__pb2.PredictResponse.SerializeToString,
             ),
             'PredictStream': grpc.stream_stream_rpc_method_handler(
                     servicer.PredictStream,
-                    request_deserializer=protos_dot_senti__pb2.PredictStreamRequest.FromString,
-                    response_serializer=protos_dot_senti__pb2.PredictStreamResponse.SerializeToString,
+                    request_deserializer=senti_dot_v1_dot_senti__pb2.PredictStreamRequest.FromString,
+                    response_serializer=senti_dot_v1_dot_senti__pb2.PredictStreamResponse.SerializeToString,
             ),
             'ClassifyZeroShot': grpc.unary_unary_rpc_method_handler(
                     servicer.ClassifyZeroShot,
-                    request_deserializer=protos_dot_senti__pb2.ClassifyZeroShotRequest.FromString,
-                    response_serializer=protos_dot_senti__pb2.ClassifyZeroShotResponse.SerializeToString,
+                    request_deserializer=senti_dot_v1_dot_senti__pb2.ClassifyZeroShotRequest.FromString,
+                    response_serializer=senti_dot_v1_dot_senti__pb2.ClassifyZeroShotResponse.SerializeToString,
             ),
             'GetModelInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelInfo,
-                    request_deserializer=protos_dot_senti__pb2.GetModelInfoRequest.FromString,
-                    response_serializer=protos_dot_senti__pb2.GetModelInfoResponse.SerializeToString,
+                    request_deserializer=senti_dot_v1_dot_senti__pb2.GetModelInfoRequest.FromString,
+                    response_serializer=senti_dot_v1_dot_senti__pb2.GetModelInfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -143,8 +143,8 @@ class SentiService:
             request,
             target,
             '/senti.v1.SentiService/Predict',
-            protos_dot_senti__pb2.PredictRequest.SerializeToString,
-            protos_dot_senti__pb2.PredictResponse.FromString,
+            senti_dot_v1_dot_senti__pb2.PredictRequest.SerializeToString,
+            senti_dot_v1_dot_senti__pb2.PredictResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -170,8 +170,8 @@ class SentiService:
             request_iterator,
             target,
             '/senti.v1.SentiService/PredictStream',
-            protos_dot_senti__pb2.PredictStreamRequest.SerializeToString,
-            protos_dot_senti__pb2.PredictStreamResponse.FromString,
+            senti_dot_v1_dot_senti__pb2.PredictStreamRequest.SerializeToString,
+            senti_dot_v1_dot_senti__pb2.PredictStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -197,8 +197,8 @@ class SentiService:
             request,
             target,
             '/senti.v1.SentiService/ClassifyZeroShot',
-            protos_dot_senti__pb2.ClassifyZeroShotRequest.SerializeToString,
-            protos_dot_senti__pb2.ClassifyZeroShotResponse.FromString,
+            senti_dot_v1_dot_senti__pb2.ClassifyZeroShotRequest.SerializeToString,
+            senti_dot_v1_dot_senti__pb2.ClassifyZeroShotResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -224,8 +224,8 @@ class SentiService:
             request,
             target,
             '/senti.v1.SentiService/GetModelInfo',
-            protos_dot_senti__pb2.GetModelInfoRequest.SerializeToString,
-            protos_dot_senti__pb2.GetModelInfoResponse.FromString,
+            senti_dot_v1_dot_senti__pb2.GetModelInfoRequest.SerializeToString,
+            senti_dot_v1_dot_senti__pb2.GetModelInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,

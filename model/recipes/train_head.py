@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.build.sentiment_data import LABELS
+from senti.model.recipes.sentiment_data import LABELS
 
 # A head is a list of (w, b) with w shaped [out, in]; applied as x @ w.T + b, ReLU between
 # layers, softmax at the end. The serving engine only needs numpy to run it.
@@ -116,7 +116,7 @@ def choose_mix_weights(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direct
     meets. Returns (axis weight, n-gram weight) and the score of every pair ("axis,ngram"); pairs within
     TIE_TOLERANCE of the best count as ties, and ties go to the smaller weights.
     """
-    from model.build.train_ngrams import fit_ngrams
+    from senti.model.recipes.train_ngrams import fit_ngrams
 
     domains = np.asarray(domains)
     pairs = [(w, v) for w in grid for v in (ngram_grid if texts is not None else (0.0,))]
@@ -219,7 +219,7 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, x_heldout: np.ndarray, 
             params.update(prior_weight=weight, leave_one_domain_out_accuracy=lodo)
         results["logistic"] = (fit_logistic(x_train, y_train, seed, c, balanced, prior, weight), params)
         if ngram_weight:
-            from model.build.train_ngrams import NgramParams, fit_ngrams
+            from senti.model.recipes.train_ngrams import NgramParams, fit_ngrams
 
             ngrams = fit_ngrams(texts[0], y_train, seed)
             params.update(ngram_weight=ngram_weight, ngram_params=vars(NgramParams()),

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from loadtest.reliability.common import rss_mb
+from loadtest.rss import rss_mb
 from loadtest.serverproc import server_process
 
 LABELS = ["价格", "质量", "物流", "服务", "外观", "酒店", "书籍", "电脑", "手机", "食品"]  # generic, not from any dev file

@@ -26,6 +26,8 @@ from senti.model.runtime import pad_batch
 from senti.model.types import Encoded
 
 from .common import encoder_flops, mean_flops, summarize
+from .gemm import gemm_peak
+from .rss import rss_mb
 
 log = logging.getLogger("loadtest.engines")
 
@@ -36,12 +38,6 @@ def bundle_tokenizer(bundle):
     if hasattr(tokenize, "load_tokenizer"):
         return tokenize.load_tokenizer(bundle)
     return tokenize.TextTokenizer(bundle.file("tokenizer"), bundle.max_length, bundle.text_prefix)
-
-
-def rss_mb() -> float:
-    """Resident memory of this process in MB (Linux /proc, no psutil needed)."""
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
 def make_session(path: Path, threads: int, spinning: bool = False,
@@ -143,62 +139,6 @@ def planned_batches(encoded: Sequence[Encoded], size: int, overhead: int) -> lis
         for group in plan_group([e.length for e in chunk], size, 8192, overhead):
             out.append([chunk[i] for i in group])
     return out
-
-
-# -- peak GEMM rate -----------------------------------------------------------------------------------------
-
-def _gemm_model(kind: str, m: int, k: int, n: int):
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(0)
-    if kind == "int8":
-        a = helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])
-        b = numpy_helper.from_array(rng.integers(-127, 127, (k, n), dtype=np.int8), "B")
-        y = helper.make_tensor_value_info("Y", TensorProto.INT32, [m, n])
-        node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
-    else:
-        a = helper.make_tensor_value_info("A", TensorProto.FLOAT, [m, k])
-        b = numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "B")
-        y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [m, n])
-        node = helper.make_node("MatMul", ["A", "B"], ["Y"])
-    graph = helper.make_graph([node], "gemm", [a], [y], initializer=[b])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
-
-
-def gemm_peak(kind: str, sessions: int, threads: int, seconds: float, m: int = 2048, k: int = 384,
-              n: int = 1536) -> dict:
-    """Ops/s (2 per MAC) of ORT's own GEMM kernels on the encoder's feed-forward shape."""
-    blob = _gemm_model(kind, m, k, n)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    runs = [ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"]) for _ in range(sessions)]
-    rng = np.random.default_rng(1)
-    a = (rng.integers(0, 255, (m, k), dtype=np.uint8) if kind == "int8"
-         else rng.standard_normal((m, k)).astype(np.float32))
-    for s in runs:
-        s.run(None, {"A": a})
-    count = [0]
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def worker(s):
-        while time.monotonic() < deadline:
-            s.run(None, {"A": a})
-            with lock:
-                count[0] += 1
-
-    started = time.monotonic()
-    ts = [threading.Thread(target=worker, args=(s,)) for s in runs]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    wall = time.monotonic() - started
-    ops = 2.0 * m * k * n * count[0] / wall
-    return {"kind": kind, "shape": [m, k, n], "sessions": sessions, "threads": threads, "gops": round(ops / 1e9, 1)}
 
 
 # -- variants -----------------------------------------------------------------------------------------------

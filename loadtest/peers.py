@@ -1,7 +1,6 @@
 """Peers in the bench: MLServer 1.7.1 serving the same bundle from its own virtual environment."""
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import os
@@ -12,6 +11,9 @@ import time
 from pathlib import Path
 
 import grpc
+
+from .drivers import Record, answered
+from .spawn import Server, poll_until
 
 
 def free_port() -> int:
@@ -48,24 +50,16 @@ class V2Stub:
 
 def v2_call(v2, texts: list[str], timeout: float = 120.0):
     """One text per ModelInfer request, texts in order (as the senti Predict driver sends them)."""
-    from .bench import Record
-
-    async def call(stub, index: int, sent: float):
-        loop = asyncio.get_running_loop()
+    async def call(stub, index: int, sent: float) -> Record:
         text = texts[index % len(texts)].encode("utf-8")
         request = v2.ModelInferRequest(model_name="senti", inputs=[v2.ModelInferRequest.InferInputTensor(
             name="text", datatype="BYTES", shape=[1], contents=v2.InferTensorContents(bytes_contents=[text]))])
-        try:
-            await stub.ModelInfer(request, timeout=timeout)
-        except grpc.aio.AioRpcError as error:
-            return Record(sent, loop.time() - sent, code=error.code().name)
-        return Record(sent, loop.time() - sent)
+        return await answered(stub.ModelInfer(request, timeout=timeout), sent, senti_metadata=False)
     return call
 
 
 def start_mlserver(name: str, venv: Path, bundle: Path, out: Path, batching: dict, root: Path, log):
     """Writes MLServer's settings.json and model-settings.json into out/name and starts `mlserver start`."""
-    from .bench import Server
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     grpc_port = free_port()
@@ -88,16 +82,8 @@ def start_mlserver(name: str, venv: Path, bundle: Path, out: Path, batching: dic
         ready = channel.unary_unary("/inference.GRPCInferenceService/ModelReady",
                                     request_serializer=v2.ModelReadyRequest.SerializeToString,
                                     response_deserializer=v2.ModelReadyResponse.FromString)
-        while True:
-            if proc.poll() is not None or time.monotonic() - started > 180:
-                proc.kill()
-                raise RuntimeError(f"MLServer {name} did not become ready; see {log_path}")
-            try:
-                if ready(request, timeout=1).ready:
-                    break
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
+        poll_until(proc, started + 180, lambda: ready(request, timeout=1).ready,
+                   lambda: f"MLServer {name} did not become ready; see {log_path}", 0.1)
     server = Server(name, proc, grpc_port, time.monotonic() - started, log_path, process_group=True)
     log(f"MLServer {name} ({batching or 'no batching'}) ready on :{grpc_port} after {server.ready_s:.2f} s")
     return server

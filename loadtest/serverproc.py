@@ -13,7 +13,8 @@ from typing import Iterator
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
+from .settings import ROOT
+
 START_TIMEOUT_S = 180
 
 

@@ -1,9 +1,8 @@
-"""Shared parts of the bounded reliability load scripts: a server subprocess, texts, open-loop load, RSS."""
+"""Shared parts of the bounded reliability load scripts: a server subprocess, texts, open-loop load."""
 import random
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 
@@ -21,14 +20,6 @@ def texts(n: int, seed: int = 0) -> list[str]:
     """n mostly distinct review-like texts of 8-20 fragments (about 20-60 tokens), so the cache rarely hits."""
     rng = random.Random(seed)
     return ["".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(8, 20))) for _ in range(n)]
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process in MiB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def server(*args: str, bundle: str = "bundles/e5-small"):

@@ -15,7 +15,8 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .common import Outcomes, capacity, open_loop, rss_mb, server, summary
+from ..rss import rss_mb
+from .common import Outcomes, capacity, open_loop, server, summary
 
 
 def main() -> int:

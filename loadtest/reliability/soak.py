@@ -11,7 +11,8 @@ import json
 import threading
 import time
 
-from .common import Outcomes, capacity, open_loop, rss_mb, server, summary
+from ..rss import rss_mb
+from .common import Outcomes, capacity, open_loop, server, summary
 
 
 def main() -> int:

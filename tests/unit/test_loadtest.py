@@ -1,6 +1,9 @@
-"""The load suite's pure helpers: percentiles, arrival schedules, text sampling, FLOPs, table. No timing."""
+"""The load suite's pure helpers (percentiles, arrival schedules, text sampling, FLOPs, table), its call
+records and its import graph. No timing, no server."""
+import ast
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +160,105 @@ def test_summary_rows_ratios():
 
 def _closed(tps, p50):
     return {"texts_per_s": tps, "latency_ms": {"p50": p50, "p95": p50, "p99": p50}, "server_cpu_cores": 1.0}
+
+
+
+
+def test_answered_records_status_and_senti_metadata():
+    import asyncio
+    from types import SimpleNamespace
+
+    import grpc
+
+    from loadtest.drivers import answered
+
+    metadata = SimpleNamespace(queue_us=1, inference_us=2, total_us=3, batch_size=4, cache_hits=5)
+
+    async def ok():
+        return SimpleNamespace(metadata=metadata)
+
+    async def unavailable():
+        raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "down")
+
+    async def run():
+        sent = asyncio.get_running_loop().time()
+        return await answered(ok(), sent), await answered(ok(), sent, senti_metadata=False), \
+            await answered(unavailable(), sent)
+
+    senti, peer, failed = asyncio.run(run())
+    assert (senti.code, senti.queue_us, senti.inference_us, senti.server_us, senti.batch_size, senti.cache_hits) \
+        == ("OK", 1, 2, 3, 4, 5)
+    assert peer.code == "OK" and peer.server_us == 0 and peer.batch_size == 0
+    assert failed.code == "UNAVAILABLE" and failed.latency >= 0
+
+def _import_graph(package: Path) -> dict[str, set[str]]:
+    """A package's modules -> the modules of the package each imports anywhere in its body (lazy imports
+    too), read with `ast`, nothing executed. `from pkg import name` counts as pkg.name when that is a module."""
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    graph: dict[str, set[str]] = {}
+    for name, (path, is_package) in modules.items():
+        here = name.split(".") if is_package else name.split(".")[:-1]
+        edges = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                source = node.module or ""
+                if node.level:
+                    source = ".".join(here[: len(here) - node.level + 1] + ([source] if source else []))
+                targets = [f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names]
+            else:
+                continue
+            edges.update(t for t in targets if t in modules and t != name)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle in `graph` (as a path that ends where it starts), or None."""
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_import_graph_finds_a_lazy_relative_cycle(tmp_path):
+    """The shape of the old bench <-> peers circle: a top-level import one way, a function-level one back."""
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "bench.py").write_text("from .sub import peers\nimport json\n")
+    (package / "sub" / "peers.py").write_text("def f():\n    from ..bench import Record\n")
+    (package / "other.py").write_text("from pkg.sub.peers import f\nfrom . import bench\n")
+    graph = _import_graph(package)
+    assert graph["pkg.bench"] == {"pkg.sub.peers"}
+    assert graph["pkg.sub.peers"] == {"pkg.bench"}
+    assert graph["pkg.other"] == {"pkg.sub.peers", "pkg.bench"}
+    assert _cycle(graph) == ["pkg.bench", "pkg.sub.peers", "pkg.bench"]
+    assert _cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_loadtest_imports_have_no_cycle():
+    graph = _import_graph(Path(common.__file__).resolve().parent)
+    assert "loadtest.drivers" in graph["loadtest.peers"]  # relative imports are seen
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle in loadtest: " + " -> ".join(cycle)

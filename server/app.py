@@ -28,6 +28,7 @@ from .handlers import VERSION, SentiServicer
 from .admission import Admission
 from .auth import Authenticator
 from .interceptors import ServingInterceptor
+from .policy import Policy
 from .ratelimit import RateLimiter
 from .metrics import Metrics, serve_http
 from .settings import Settings
@@ -144,9 +145,10 @@ def start_server(settings: Settings, engine: Engine, metrics: Metrics | None = N
     if settings.rate_limit_rps > 0:
         rate_limiter = RateLimiter(settings.rate_limit_rps,
                                    settings.rate_limit_burst or max(1.0, settings.rate_limit_rps))
-    interceptor = ServingInterceptor(
+    policy = Policy(
         metrics, admission=admission, authenticator=Authenticator(settings.tokens()), rate_limiter=rate_limiter,
         tracer=tracing.make_tracer(settings.tracing, settings.otlp_endpoint, tracer_provider=tracer_provider))
+    interceptor = ServingInterceptor(policy)
     # gRPC's own limit is only a backstop against a flood of health or reflection calls; SentiService calls
     # are admitted by the interceptor, which answers refusals with a retry hint and keeps health answered.
     server = grpc.server(executor, interceptors=[interceptor], options=options,

@@ -29,10 +29,10 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter("senti_requests", "RPCs finished, by method and gRPC status code",
-                                ["rpc", "code"], registry=r)
-        self.latency = Histogram("senti_request_duration_seconds", "Wall time of an RPC inside the server",
-                                 ["rpc"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter("senti_requests", "RPCs finished, by method, gRPC status code and transport",
+                                ["rpc", "code", "transport"], registry=r)
+        self.latency = Histogram("senti_request_duration_seconds", "Wall time of an RPC inside the server, by "
+                                 "method and transport", ["rpc", "transport"], buckets=LATENCY_BUCKETS, registry=r)
         self.phase = Histogram("senti_phase_duration_seconds",
                                "Time per phase of one request (unary: summed over its texts) or stream item, "
                                "from the timing metadata of the response", ["rpc", "phase"],
@@ -44,8 +44,8 @@ class Metrics:
         self.batch_padded_tokens = Counter("senti_batch_padded_tokens", "Tokens run, padding included",
                                            registry=r)
         self.batch_real_tokens = Counter("senti_batch_real_tokens", "Tokens run, padding excluded", registry=r)
-        self.in_flight = Gauge("senti_in_flight_requests", "RPCs being handled now (streams included)", ["rpc"],
-                               registry=r)
+        self.in_flight = Gauge("senti_in_flight_requests", "RPCs being handled now (streams included), by method "
+                               "and transport", ["rpc", "transport"], registry=r)
         self.in_flight_streams = Gauge("senti_in_flight_streams", "PredictStream calls open now", registry=r)
         self.stream_items = Counter("senti_stream_items", "PredictStream items answered, by status code",
                                     ["code"], registry=r)

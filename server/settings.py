@@ -118,7 +118,7 @@ class Settings(BaseSettings):
 
     def tokens(self) -> dict[str, str]:
         """Configured bearer tokens: {token: client name}; empty when auth is off."""
-        from .interceptors import Authenticator
+        from .auth import Authenticator
         spec = self.auth_tokens.get_secret_value() if self.auth_tokens is not None else ""
         if self.auth_tokens_file is not None:
             spec += "\n" + self.auth_tokens_file.read_text()

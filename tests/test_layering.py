@@ -57,7 +57,7 @@ def _top_level_names(wheel: Path) -> set[str]:
 def build_wheel(project: Path, sources: tuple[str, ...], out: Path) -> Path:
     """Builds the wheel of a copy of `sources` (no stale build/ folders, nothing written into the checkout)."""
     tree = out / "src"
-    tree.mkdir()
+    tree.mkdir(parents=True)
     for name in sources:
         copy = shutil.copytree if (project / name).is_dir() else shutil.copy2
         copy(project / name, tree / name, **({"ignore": IGNORED} if copy is shutil.copytree else {}))

@@ -14,7 +14,7 @@ NO_RETRY = RetryPolicy(max_attempts=1)
 
 def requests_served(running, code: str = "OK", rpc: str = "Predict") -> float:
     """What the server's own metrics counted for one RPC and status code."""
-    value = running.metrics.registry.get_sample_value("senti_requests_total", {"rpc": rpc, "code": code})
+    value = running.metrics.registry.get_sample_value("senti_requests_total", {"rpc": rpc, "code": code, "transport": "grpc"})
     return value or 0.0
 
 

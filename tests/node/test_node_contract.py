@@ -43,7 +43,9 @@ def test_buf_lint_passes_on_protos(node_modules):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_vendored_status_proto_matches_the_wheel():
-    """buf reads google/rpc/status.proto from third_party/; it must be the file protoc uses from the wheel."""
-    wheel = Path(google.rpc.status_pb2.__file__).resolve().parent / "status.proto"
-    assert (ROOT / "third_party/googleapis/google/rpc/status.proto").read_bytes() == wheel.read_bytes()
+@pytest.mark.parametrize("vendored", ["google/rpc/status.proto", "google/api/annotations.proto",
+                                      "google/api/http.proto"])
+def test_vendored_googleapis_protos_match_the_wheel(vendored):
+    """buf reads googleapis protos from third_party/; each must be the file protoc uses from the wheel."""
+    wheel = Path(google.rpc.status_pb2.__file__).resolve().parents[2] / vendored
+    assert (ROOT / "third_party/googleapis" / vendored).read_bytes() == wheel.read_bytes()

@@ -155,6 +155,6 @@ def test_after_fuzzing_the_server_is_serving_and_never_failed(metered, channel):
     assert status == health_pb2.HealthCheckResponse.SERVING
     for rpc in ("Predict", "ClassifyZeroShot", "PredictStream", "GetModelInfo"):
         for code in ("INTERNAL", "UNKNOWN"):
-            assert sample(running.metrics, "senti_requests_total", {"rpc": rpc, "code": code}) == 0
-    assert sample(running.metrics, "senti_requests_total", {"rpc": "Predict", "code": "INVALID_ARGUMENT"}) > 0
+            assert sample(running.metrics, "senti_requests_total", {"rpc": rpc, "code": code, "transport": "grpc"}) == 0
+    assert sample(running.metrics, "senti_requests_total", {"rpc": "Predict", "code": "INVALID_ARGUMENT", "transport": "grpc"}) > 0
     assert client.predict("服务很好")[0].label in ("negative", "positive")

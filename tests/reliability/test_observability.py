@@ -8,7 +8,7 @@ import pytest
 
 from senti.v1 import senti_pb2 as pb
 from senti.v1 import senti_pb2_grpc
-from senti.server.interceptors import clean_request_id
+from senti.server.policy import clean_request_id
 from senti.server.logs import JsonFormatter
 from tests.reliability.conftest import sample, serving
 
@@ -16,19 +16,19 @@ from tests.reliability.conftest import sample, serving
 def test_metrics_count_requests_phases_batches_cache_and_streams(metered):
     running, client = metered
     m = running.metrics
-    before_ok = sample(m, "senti_requests_total", {"rpc": "Predict", "code": "OK"})
+    before_ok = sample(m, "senti_requests_total", {"rpc": "Predict", "code": "OK", "transport": "grpc"})
     client.predict(["指标测试一", "指标测试二"])
     client.predict(["指标测试一"])  # a cache hit
     with pytest.raises(grpc.RpcError):
         client.predict([""])
     assert list(client.stream(iter([("x", "流"), ("y", " ")])))
-    assert sample(m, "senti_requests_total", {"rpc": "Predict", "code": "OK"}) == before_ok + 2
-    assert sample(m, "senti_requests_total", {"rpc": "Predict", "code": "INVALID_ARGUMENT"}) >= 1
+    assert sample(m, "senti_requests_total", {"rpc": "Predict", "code": "OK", "transport": "grpc"}) == before_ok + 2
+    assert sample(m, "senti_requests_total", {"rpc": "Predict", "code": "INVALID_ARGUMENT", "transport": "grpc"}) >= 1
     assert sample(m, "senti_stream_items_total", {"code": "OK"}) >= 1
     assert sample(m, "senti_stream_items_total", {"code": "INVALID_ARGUMENT"}) >= 1
     for phase in ("tokenize", "queue", "inference", "total"):
         assert sample(m, "senti_phase_duration_seconds_count", {"rpc": "Predict", "phase": phase}) >= 1
-    assert sample(m, "senti_request_duration_seconds_count", {"rpc": "Predict"}) >= 3
+    assert sample(m, "senti_request_duration_seconds_count", {"rpc": "Predict", "transport": "grpc"}) >= 3
     assert sample(m, "senti_batch_size_count") >= 1 and sample(m, "senti_batch_size_sum") >= 2
     name = running.engine.models[0].bundle.name
     assert sample(m, "senti_cache_hits_total", {"model": name}) >= 1

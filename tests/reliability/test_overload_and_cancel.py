@@ -163,8 +163,8 @@ def test_overload_is_refused_at_once_with_a_hint_and_health_stays_serving(tiny_b
         assert all(len(future.result().predictions) == 1 for future in accepted)
         assert client.predict("恢复了")[0].label in ("negative", "positive")
         assert sample(running.metrics, "senti_rejected_total", {"reason": "concurrency"}) == 5 * limit + 1
-        assert sample(running.metrics, "senti_requests_total", {"rpc": "Predict", "code": "RESOURCE_EXHAUSTED"}) \
-            == 5 * limit
+        refused = {"rpc": "Predict", "code": "RESOURCE_EXHAUSTED", "transport": "grpc"}
+        assert sample(running.metrics, "senti_requests_total", refused) == 5 * limit
 
 
 def test_full_batch_queue_is_resource_exhausted(tiny_bundle, monkeypatch):

@@ -1,0 +1,167 @@
+"""The serving policy, written once for every transport: request id, admission, auth, rate limit, metrics, log.
+
+gRPC's interceptor (interceptors.py) and the HTTP app (http/) call the same methods in the same order:
+1. `begin`: the caller's `x-request-id` (sanitised) or a new one, carried by every log line of the call;
+2. `overloaded` when admission refused the call (at most max_concurrent_rpcs SentiService calls at once,
+   over both transports): RESOURCE_EXHAUSTED with a retry hint of a typical call time;
+3. `admit`: bearer-token auth (health is exempt), then the per-client rate limit of unary calls; a stream
+   pays one token per item instead (`item_wait`);
+4. the handler; then `finish`: status code, latency and phase times to the metrics, one JSON access-log line.
+A refusal is raised as `Refusal`, which each transport turns into its own status and retry header.
+"""
+import logging
+import math
+import re
+import time
+import uuid
+from dataclasses import dataclass
+
+import grpc
+
+from . import logs
+from .admission import Admission
+from .auth import Authenticator
+from .metrics import Metrics
+from .ratelimit import RateLimiter
+
+log = logging.getLogger("senti.access")
+
+REQUEST_ID_KEY = "x-request-id"
+RETRY_AFTER_KEY = "retry-after-ms"
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._:/=+-]")
+TIMED = frozenset({"Predict", "ClassifyZeroShot"})
+
+
+def clean_request_id(value: str | None) -> str:
+    """The caller's request id made safe for logs (printable ASCII, at most 64 chars), or a new uuid4 hex."""
+    if value:
+        cleaned = _SAFE_ID.sub("", value)[:64]
+        if cleaned:
+            return cleaned
+    return uuid.uuid4().hex
+
+
+class Refusal(Exception):
+    """The policy refused a call: a status code, a message a person can act on, and an optional retry hint."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, retry_after_ms: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after_ms = retry_after_ms
+
+
+@dataclass
+class Call:
+    """What the policy knows of one call while it runs."""
+
+    rpc: str
+    transport: str
+    request_id: str
+    started: float
+    peer: str
+    client: str = ""
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    log_token: object = None
+    span: object = None
+
+
+class Policy:
+    """Admission, auth, rate limit, metrics and access log for calls of any transport."""
+
+    def __init__(self, metrics: Metrics, *, admission: Admission | None = None,
+                 authenticator: Authenticator | None = None, rate_limiter: RateLimiter | None = None, tracer=None):
+        self.metrics = metrics
+        self.admission = admission
+        self.authenticator = authenticator if authenticator is not None and authenticator.enabled else None
+        self.rate_limiter = rate_limiter
+        self.tracer = tracer
+        self._typical_s = 0.05  # moving average of unary SentiService latency: the retry hint when full
+
+    def begin(self, rpc: str, transport: str, headers, peer: str) -> Call:
+        """Starts a call: request id, log context, in-flight gauge and (when configured) a trace span."""
+        headers = tuple(headers or ())
+        call = Call(rpc, transport, clean_request_id(next((v for k, v in headers if k == REQUEST_ID_KEY), None)),
+                    time.monotonic(), peer)
+        call.log_token = logs.request_id.set(call.request_id)
+        self.metrics.in_flight.labels(rpc, transport).inc()
+        if self.tracer is not None:
+            from .tracing import start_server_span
+            call.span = start_server_span(self.tracer, rpc, headers, call.request_id)
+        return call
+
+    def overloaded(self) -> Refusal:
+        """The refusal of a call beyond max_concurrent_rpcs, with a retry hint of a typical call time."""
+        self.metrics.rejected.labels("concurrency").inc()
+        retry_ms = max(1, math.ceil(self._typical_s * 1000))
+        return Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                       f"the server is at its limit of {self.admission.limit} concurrent requests; "
+                       f"retry after {retry_ms} ms, or on another replica", retry_ms)
+
+    def admit(self, call: Call, headers, *, exempt: bool, limited: bool, anonymous_client: str,
+              rate_limit: bool = True) -> None:
+        """Auth, then the rate limit of unary calls; raises Refusal when refused."""
+        identity = None
+        if self.authenticator is not None and not exempt:
+            identity = self.authenticator.client(tuple(headers or ()))
+            if identity is None:
+                self.metrics.rejected.labels("unauthenticated").inc()
+                raise Refusal(grpc.StatusCode.UNAUTHENTICATED,
+                              "missing or invalid bearer token; send 'authorization: Bearer <token>'")
+        call.client = identity or anonymous_client
+        if self.rate_limiter is not None and limited and rate_limit:
+            wait = self.rate_limiter.take(call.client)
+            if wait > 0:
+                self.metrics.rejected.labels("rate_limit").inc()
+                retry_ms = max(1, math.ceil(wait * 1000))
+                raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"rate limit of {self.rate_limiter.rate:g} requests/s exceeded; "
+                              f"retry after {retry_ms} ms", retry_ms)
+
+    def item_wait(self, call: Call) -> float:
+        """Seconds a stream item must wait for the caller's rate (0 when it may go now, or no limit is set)."""
+        return 0.0 if self.rate_limiter is None else self.rate_limiter.take(call.client)
+
+    @property
+    def limits_stream_items(self) -> bool:
+        """True when stream items pay the rate limit."""
+        return self.rate_limiter is not None
+
+    def succeeded(self, call: Call, response) -> None:
+        """A unary SentiService response: its phase times to the metrics, its latency to the retry hint."""
+        if call.rpc in TIMED:
+            self.metrics.observe_timing(call.rpc, response.metadata)
+            self._typical_s += 0.05 * (time.monotonic() - call.started - self._typical_s)
+
+    def stream_item(self, response) -> None:
+        """One PredictStream answer: counted by outcome, its phase times to the metrics."""
+        if response.HasField("error"):
+            code = _CODE_BY_VALUE.get(response.error.code)
+            self.metrics.stream_items.labels(code.name if code is not None else "UNKNOWN").inc()
+        else:
+            self.metrics.stream_items.labels("OK").inc()
+            self.metrics.observe_timing("PredictStream", response.metadata)
+
+    def finish(self, call: Call) -> None:
+        """Ends a call: status and latency to the metrics, the span, one access-log line."""
+        latency = time.monotonic() - call.started
+        code = call.code.name
+        self.metrics.requests.labels(call.rpc, code, call.transport).inc()
+        self.metrics.latency.labels(call.rpc, call.transport).observe(latency)
+        self.metrics.in_flight.labels(call.rpc, call.transport).dec()
+        if call.span is not None:
+            from .tracing import end_server_span
+            end_server_span(call.span, call.code)
+        level = logging.INFO if call.code is not grpc.StatusCode.INTERNAL else logging.ERROR
+        if call.rpc.startswith(("grpc.health", "health")) and call.code is grpc.StatusCode.OK:
+            level = logging.DEBUG  # probes every few seconds: not worth a line each
+        log.log(level, "rpc finished", extra={"rpc": call.rpc, "transport": call.transport, "code": code,
+                                              "latency_ms": round(latency * 1e3, 3), "peer": call.peer,
+                                              "client": call.client, "request_id": call.request_id})
+        try:
+            logs.request_id.reset(call.log_token)
+        except ValueError:  # a generator's finally may run in another thread's context
+            pass
+
+
+_CODE_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}

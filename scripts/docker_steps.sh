@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the Dockerfile's runtime-stage steps without Docker (Docker cannot run here), then checks what the image
-# promises: the server starts as a non-root user from a fresh venv with only requirements/serve.txt, the
-# HEALTHCHECK command turns healthy after warm-up, a prediction works, /metrics answers, and SIGTERM drains and
-# exits 0. The build stage's product, the default bundle, is taken from bundles/e5-small (`make model` builds it
-# with the same command the build stage runs). Bounded: every wait has a limit; targets only 127.0.0.1.
+# promises: the server starts as a non-root user from a fresh venv with only the serve subset of the lock
+# (requirements/subset.py serve, hash-checked), the HEALTHCHECK command turns healthy after warm-up, a prediction
+# works, /metrics answers, and SIGTERM drains and exits 0. The build stage's product, the default bundle, is
+# taken from bundles/e5-small (`make model` builds it with the same command the build stage runs). Bounded:
+# every wait has a limit; targets only 127.0.0.1.
 #
 #   bash scripts/docker_steps.sh            # CI runs this after `make model`
 set -euo pipefail
@@ -37,14 +38,17 @@ cleanup() { [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null || true; r
 trap cleanup EXIT
 chmod 755 "$IMAGE"
 echo "== runtime stage in $IMAGE"
-"$PYTHON" -m venv "$IMAGE/venv"
-"$IMAGE/venv/bin/pip" install --quiet --disable-pip-version-check -r requirements/serve.txt
 mkdir -p "$IMAGE/app/requirements" "$IMAGE/app/scripts" "$IMAGE/app/bundles"
+cp requirements/serve.in requirements/lock.txt requirements/subset.py "$IMAGE/app/requirements/"
+"$PYTHON" -m venv "$IMAGE/venv"
+"$PYTHON" "$IMAGE/app/requirements/subset.py" serve > "$IMAGE/requirements-serve.txt"
+"$IMAGE/venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps \
+  -r "$IMAGE/requirements-serve.txt"
 cp -r pyproject.toml README.md model server client "$IMAGE/app/"
-cp requirements/serve.txt "$IMAGE/app/requirements/"
 cp scripts/grpc_health_check.py "$IMAGE/app/scripts/"
 find "$IMAGE/app" -name __pycache__ -prune -exec rm -rf {} +
 "$IMAGE/venv/bin/pip" install --quiet --disable-pip-version-check --no-deps "$IMAGE/app/client" "$IMAGE/app"
+"$IMAGE/venv/bin/pip" check --disable-pip-version-check || fail "pip check in the runtime venv"
 cp -r "$BUNDLE" "$IMAGE/app/bundles/e5-small"
 rm -f "$IMAGE/app/bundles/e5-small/model.fp32.onnx"  # the image serves the default (INT8) variant only
 
@@ -57,13 +61,13 @@ if [ "$(id -u)" = 0 ]; then
   chown -R 10001:10001 "$IMAGE/app/bundles"
   RUN_AS=(setpriv --reuid=10001 --regid=10001 --clear-groups)
 fi
-read -r PORT METRICS_PORT < <("$PYTHON" -c 'import socket
-s=[socket.socket() for _ in range(2)]
+read -r PORT METRICS_PORT HTTP_PORT < <("$PYTHON" -c 'import socket
+s=[socket.socket() for _ in range(3)]
 [x.bind(("127.0.0.1",0)) for x in s]
 print(*[x.getsockname()[1] for x in s])')
 cd "$IMAGE/app"
 env -i PATH="$IMAGE/venv/bin:/usr/bin:/bin" HOME=/nonexistent SENTI_HOST=127.0.0.1 SENTI_PORT="$PORT" \
-  SENTI_METRICS_PORT="$METRICS_PORT" SENTI_METRICS_HOST=127.0.0.1 SENTI_BUNDLE="$IMAGE/app/bundles/e5-small" \
+  SENTI_METRICS_PORT="$METRICS_PORT" SENTI_METRICS_HOST=127.0.0.1 SENTI_HTTP_PORT="$HTTP_PORT" SENTI_BUNDLE="$IMAGE/app/bundles/e5-small" \
   SENTI_LOG_FORMAT=json SENTI_GRACE_S=20 \
   "${RUN_AS[@]}" "$IMAGE/venv/bin/senti-server" 2> "$IMAGE/server.log" &
 SERVER_PID=$!
@@ -76,13 +80,20 @@ done
 "${HEALTH[@]}" || { tail -20 "$IMAGE/server.log" >&2; fail "HEALTHCHECK never turned SERVING"; }
 [ "$(ps -o uid= -p "$SERVER_PID" | tr -d ' ')" != 0 ] || [ "$(id -u)" != 0 ] || fail "server runs as root"
 "$IMAGE/venv/bin/senti" --target "127.0.0.1:$PORT" predict "质量很好，物流也快" | grep -q '"label"' || fail "predict"
+"$IMAGE/venv/bin/python" -c "import json, urllib.request
+base = 'http://127.0.0.1:$HTTP_PORT'
+assert urllib.request.urlopen(base + '/readyz', timeout=5).status == 200
+request = urllib.request.Request(base + '/v1/predict', data=json.dumps({'texts': ['物流很快']}).encode(),
+                                 headers={'content-type': 'application/json'})
+assert json.load(urllib.request.urlopen(request, timeout=30))['predictions'][0]['label'] in ('negative', 'positive')
+assert b'<html' in urllib.request.urlopen(base + '/', timeout=5).read().lower()" || fail "HTTP /readyz, /v1/predict, /"
 "$IMAGE/venv/bin/python" -c "import urllib.request,sys
 body = urllib.request.urlopen('http://127.0.0.1:$METRICS_PORT/metrics', timeout=5).read().decode()
-sys.exit(0 if 'senti_requests_total{code=\"OK\",rpc=\"Predict\"} 1.0' in body else 1)" || fail "/metrics"
+sys.exit(0 if 'senti_requests_total{code=\"OK\",rpc=\"Predict\",transport=\"grpc\"} 1.0' in body else 1)" || fail "/metrics"
 kill -TERM "$SERVER_PID"
 for _ in $(seq 1 60); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 1; done
 wait "$SERVER_PID" && code=0 || code=$?
 SERVER_PID=
 [ "$code" = 0 ] || { tail -20 "$IMAGE/server.log" >&2; fail "exit code $code after SIGTERM"; }
 grep -q '"msg": "stopped"' "$IMAGE/server.log" || fail "no 'stopped' log line"
-echo "docker_steps: OK (non-root, healthy after warm-up, predict, /metrics, SIGTERM -> exit 0)"
+echo "docker_steps: OK (non-root, healthy after warm-up, predict over gRPC and HTTP, the page, /metrics, SIGTERM -> exit 0)"

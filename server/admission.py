@@ -28,6 +28,18 @@ class Admission:
         self._marked.slot = True
         return True
 
+    def acquire(self) -> bool:
+        """Takes a slot for a call that holds it until `release` (the HTTP transport); False when full."""
+        with self._lock:
+            if self.active >= self.limit:
+                return False
+            self.active += 1
+            return True
+
+    def release(self) -> None:
+        """Gives back a slot taken by `acquire`."""
+        self._release(None)
+
     def on_submit(self, future) -> None:
         """The pool's hook: the task just submitted from this thread holds the slot until it is done."""
         if getattr(self._marked, "slot", False):

@@ -24,7 +24,7 @@ from senti.model.engine import Engine
 from senti.v1 import senti_pb2, senti_pb2_grpc
 
 from . import tls, tracing
-from .handlers import VERSION, SentiServicer
+from .handlers import VERSION, SentiServicer, Service
 from .admission import Admission
 from .auth import Authenticator
 from .interceptors import ServingInterceptor
@@ -83,11 +83,19 @@ class Running:
     executor: CountingExecutor | None = None
     health_server: grpc.Server | None = None
     health_port: int | None = None
+    http_server: object | None = None
+    serving: bool = False
     metrics_http: object | None = None
     metrics_port: int | None = None
 
+    @property
+    def http_port(self) -> int | None:
+        """The HTTP/JSON port, or None when HTTP is off."""
+        return None if self.http_server is None else self.http_server.port
+
     def set_serving(self, serving: bool) -> None:
-        """Health of the whole server and of SentiService."""
+        """Health of the whole server and of SentiService (gRPC health and HTTP /readyz alike)."""
+        self.serving = serving
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in HEALTH_SERVICES:
             self.health.set(name, status)
@@ -100,9 +108,13 @@ class Running:
             (hurry or threading.Event()).wait(delay_s)
         deadline = time.monotonic() + grace_s
         stopped = self.server.stop(grace_s)
+        if self.http_server is not None:
+            self.http_server.begin_stop()
         self._wait_for_unary_calls(deadline)
         self.engine.drain()
         finished = stopped.wait(max(0.0, deadline - time.monotonic()) + 1.0)
+        if self.http_server is not None:
+            self.http_server.join(max(0.0, deadline - time.monotonic()) + 1.0)
         self.engine.close()
         if self.health_server is not None:
             self.health_server.stop(0)
@@ -179,7 +191,19 @@ def start_server(settings: Settings, engine: Engine, metrics: Metrics | None = N
     running = Running(server, port, health_servicer, engine, metrics, interceptor, executor, health_server,
                       health_port)
     running.set_serving(False)
+    if settings.http_port >= 0:
+        running.http_server = start_http(settings, running, policy)
     return running
+
+
+def start_http(settings: Settings, running: Running, policy: Policy):
+    """The HTTP/JSON server over the same engine and policy, on settings.http_port."""
+    from .http.app import create_app
+    from .http.serve import HttpServer
+    app = create_app(Service(running.engine), policy, lambda: running.serving, settings.max_message_bytes)
+    http = HttpServer(app, settings.host, settings.http_port, settings.grace_s)
+    http.start()
+    return http
 
 
 def serve(settings: Settings) -> int:
@@ -202,7 +226,8 @@ def serve(settings: Settings) -> int:
     running = start_server(settings, engine, metrics)
     if settings.metrics_port >= 0:
         running.serve_metrics(settings.metrics_host, settings.metrics_port)
-    log.info("listening", extra={"host": settings.host, "port": running.port, "metrics_port": running.metrics_port,
+    log.info("listening", extra={"host": settings.host, "port": running.port, "http_port": running.http_port,
+                                 "metrics_port": running.metrics_port,
                                  "health_port": running.health_port, "tls": settings.tls_cert_file is not None,
                                  "mutual_tls": settings.tls_client_ca_file is not None,
                                  "auth": running.interceptor.authenticator is not None,

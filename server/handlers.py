@@ -1,4 +1,8 @@
-"""gRPC handlers: convert the request, call the engine, convert the result; errors go through one table."""
+"""Handlers: convert the request, call the engine, convert the result; errors go through one table.
+
+`Service` is the transport-neutral part (a protobuf request, a deadline and a cancel token in; a protobuf
+response out), used by gRPC's SentiServicer here and by the HTTP app; `Stream` is one PredictStream's state.
+"""
 import functools
 import logging
 import queue
@@ -49,56 +53,84 @@ def unary(method):
     return wrapper
 
 
-class SentiServicer(senti_pb2_grpc.SentiServiceServicer):
-    """senti.v1.SentiService over an Engine."""
+class Service:
+    """senti.v1.SentiService's unary RPCs over an Engine, for any transport."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    @unary
-    def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
-        results, timing = self.engine.predict(list(request.texts), strict=request.strict,
-                                              deadline=deadline_of(context), token=cancel_token(context))
+    def predict(self, request: pb.PredictRequest, deadline: float | None, token: CancelToken) -> pb.PredictResponse:
+        """Predict."""
+        results, timing = self.engine.predict(list(request.texts), strict=request.strict, deadline=deadline,
+                                              token=token)
         return pb.PredictResponse(predictions=[convert.prediction(r) for r in results],
                                   metadata=convert.metadata(timing))
 
-    @unary
-    def ClassifyZeroShot(self, request: pb.ClassifyZeroShotRequest, context) -> pb.ClassifyZeroShotResponse:
+    def classify_zero_shot(self, request: pb.ClassifyZeroShotRequest, deadline: float | None,
+                           token: CancelToken) -> pb.ClassifyZeroShotResponse:
+        """ClassifyZeroShot."""
         results, timing = self.engine.classify_zero_shot(
             list(request.texts), list(request.labels), template=request.hypothesis_template,
-            multi_label=request.multi_label, strict=request.strict, deadline=deadline_of(context),
-            token=cancel_token(context))
+            multi_label=request.multi_label, strict=request.strict, deadline=deadline, token=token)
         return pb.ClassifyZeroShotResponse(results=[convert.zero_shot_result(r) for r in results],
                                            metadata=convert.metadata(timing))
 
-    @unary
-    def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.GetModelInfoResponse:
+    def get_model_info(self, request: pb.GetModelInfoRequest, deadline: float | None,
+                       token: CancelToken) -> pb.GetModelInfoResponse:
+        """GetModelInfo."""
         return pb.GetModelInfoResponse(
             models=[convert.model_info(d) for d in self.engine.describe()],
             limits=convert.limits(self.engine.limits), execution_mode=self.engine.config.mode, version=VERSION)
 
+    def unary(self, rpc: str):
+        """The method serving a unary RPC by its proto name ('Predict', ...)."""
+        return {"Predict": self.predict, "ClassifyZeroShot": self.classify_zero_shot,
+                "GetModelInfo": self.get_model_info}[rpc]
+
+
+class SentiServicer(senti_pb2_grpc.SentiServiceServicer):
+    """senti.v1.SentiService over gRPC: the Service with the call's deadline and cancellation."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.service = Service(engine)
+
+    @unary
+    def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
+        return self.service.predict(request, deadline_of(context), cancel_token(context))
+
+    @unary
+    def ClassifyZeroShot(self, request: pb.ClassifyZeroShotRequest, context) -> pb.ClassifyZeroShotResponse:
+        return self.service.classify_zero_shot(request, deadline_of(context), cancel_token(context))
+
+    @unary
+    def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.GetModelInfoResponse:
+        return self.service.get_model_info(request, deadline_of(context), cancel_token(context))
+
     def PredictStream(self, request_iterator, context):
         """Reads items on a helper thread, at most max_stream_in_flight at once; yields answers as they finish."""
-        stream = _Stream(self.engine, context)
+        stream = Stream(self.engine, deadline_of(context))
+        context.add_callback(stream.stop)
         reader = threading.Thread(target=stream.read, args=(request_iterator,), name="senti-stream-reader",
                                   daemon=True)
         reader.start()
         yield from stream.answers()
 
 
-class _Stream:
-    """State of one PredictStream: a bounded number of items in flight and a queue of finished ones."""
+class Stream:
+    """State of one PredictStream: a bounded number of items in flight and a queue of finished ones.
+
+    The transport calls `stop` when the call ends (cancelled, deadline, disconnect, or done).
+    """
 
     _END = object()
 
-    def __init__(self, engine: Engine, context: grpc.ServicerContext):
+    def __init__(self, engine: Engine, deadline: float | None):
         self.engine = engine
-        self.context = context
-        self.deadline = deadline_of(context)
+        self.deadline = deadline
         self.token = CancelToken()
         self.slots = threading.Semaphore(engine.limits.max_stream_in_flight)
         self.finished: queue.Queue = queue.Queue()
-        context.add_callback(self.stop)
 
     def stop(self) -> None:
         """The RPC ended (cancelled, deadline, disconnect, or done): cancel queued items, wake the reader."""
@@ -127,12 +159,7 @@ class _Stream:
     def _submit(self, request: pb.PredictStreamRequest) -> None:
         """Queues one item; its answer lands in `finished` when it is done, whatever happens."""
         started = time.monotonic()
-        try:
-            future = self.engine.submit_sentiment(request.text, strict=request.strict, deadline=self.deadline,
-                                                  token=self.token, name=f"item {request.id!r}")
-        except SentiError as error:  # not ready, draining: per item, like every other error
-            future = Future()
-            future.set_exception(error)
+        future = submit_item(self.engine, request, self.deadline, self.token)
         future.add_done_callback(lambda done, rid=request.id: self.finished.put((rid, done, started)))
 
     def answers(self):
@@ -146,19 +173,32 @@ class _Stream:
             request_id, done, started = item
             answered += 1
             self.slots.release()
-            yield self._response(request_id, done, started)
+            yield item_response(request_id, done, started)
 
-    def _response(self, request_id: str, done: Future, started: float) -> pb.PredictStreamResponse:
-        """A prediction, or the item's error as google.rpc.Status."""
-        if done.cancelled():
-            status = convert.error_status(grpc.StatusCode.CANCELLED, "the request was cancelled")
-            return pb.PredictStreamResponse(id=request_id, error=status)
-        error = done.exception()
-        if error is not None:
-            code, message = status_of(error)
-            return pb.PredictStreamResponse(id=request_id, error=convert.error_status(code, message))
-        result = done.result()
-        timing = result.timing
-        timing.total_us = int((time.monotonic() - started) * 1e6)
-        return pb.PredictStreamResponse(id=request_id, prediction=convert.prediction(result),
-                                        metadata=convert.metadata(timing))
+
+def submit_item(engine: Engine, request: pb.PredictStreamRequest, deadline: float | None,
+                token: CancelToken) -> Future:
+    """Queues one stream item; a refusal (not ready, draining, bad input) is the item's own failed future."""
+    try:
+        return engine.submit_sentiment(request.text, strict=request.strict, deadline=deadline, token=token,
+                                       name=f"item {request.id!r}")
+    except SentiError as error:  # per item, like every other error
+        future = Future()
+        future.set_exception(error)
+        return future
+
+
+def item_response(request_id: str, done: Future, started: float) -> pb.PredictStreamResponse:
+    """A finished stream item's prediction, or its error as google.rpc.Status."""
+    if done.cancelled():
+        status = convert.error_status(grpc.StatusCode.CANCELLED, "the request was cancelled")
+        return pb.PredictStreamResponse(id=request_id, error=status)
+    error = done.exception()
+    if error is not None:
+        code, message = status_of(error)
+        return pb.PredictStreamResponse(id=request_id, error=convert.error_status(code, message))
+    result = done.result()
+    timing = result.timing
+    timing.total_us = int((time.monotonic() - started) * 1e6)
+    return pb.PredictStreamResponse(id=request_id, prediction=convert.prediction(result),
+                                    metadata=convert.metadata(timing))

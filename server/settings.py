@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     """Address to listen on; use 127.0.0.1 to serve only this machine."""
     port: int = Field(50051, ge=0, le=65535)
     """gRPC port; 0 picks a free one (logged at start)."""
+    http_port: int = Field(8080, ge=-1, le=65535)
+    """HTTP/JSON port: the same API (paths from the .proto's google.api.http options), the NDJSON feed, the web
+    page at /, /openapi.json, /healthz and /readyz; 0 picks a free one, -1 turns HTTP off."""
     bundle: Path = Path("bundles/e5-small")
     """Model bundle to serve: it serves every task it can (the default bundle: sentiment and zero-shot)."""
     zeroshot_bundle: Path | None = None

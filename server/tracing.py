@@ -1,7 +1,7 @@
 """Optional OpenTelemetry tracing: one SERVER span per RPC, continuing the caller's W3C trace context.
 
 Off unless configured (`--tracing console|otlp`). Needs `opentelemetry-api` and `opentelemetry-sdk`
-(requirements/ops.txt); `otlp` also needs `opentelemetry-exporter-otlp-proto-grpc`, which is not installed by
+(requirements/ops.in); `otlp` also needs `opentelemetry-exporter-otlp-proto-grpc`, which is not installed by
 default (pip install it in the image that exports). The span's status is set by the interceptor from the
 status code the handler ended with (handlers end calls with `context.abort`, whose code the interceptor can
 read; `context.abort_with_status` would lose it on the span of the stock grpc instrumentation).
@@ -25,7 +25,7 @@ def make_tracer(kind: str, otlp_endpoint: str = "", service_name: str = "senti",
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
     except ImportError as error:
         raise RuntimeError("tracing needs opentelemetry-api and opentelemetry-sdk: "
-                           "pip install -r requirements/ops.txt") from error
+                           "pip install -r requirements/ops.in") from error
     if tracer_provider is None:
         tracer_provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
         if kind == "console":

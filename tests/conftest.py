@@ -19,6 +19,7 @@ DEFAULT_BUNDLE = Path(os.environ.get("SENTI_TEST_DEFAULT_BUNDLE", ROOT / "bundle
 def running_server(bundle: Path, zeroshot_bundle: Path | None = None, warm: bool = True,
                    **overrides) -> Iterator[tuple[Running, SentiClient]]:
     """A real server on 127.0.0.1:0 with a real channel to it; stopped on exit."""
+    overrides.setdefault("http_port", -1)  # tests that need HTTP ask for port 0
     settings = Settings(host="127.0.0.1", port=0, bundle=bundle, zeroshot_bundle=zeroshot_bundle, **overrides)
     engine = Engine.load(settings.bundle_paths(), settings.engine_config())
     running = start_server(settings, engine)

@@ -73,7 +73,7 @@ SERVER_SOURCES = ("pyproject.toml", "README.md", "model", "server")
 
 @pytest.mark.slow
 @pytest.mark.parametrize("project, expected_packages", [
-    (".", {"senti/model", "senti/model/recipes", "senti/server"}),
+    (".", {"senti/model", "senti/model/recipes", "senti/server", "senti/server/http"}),
     ("client", {"senti/client", "senti/v1"}),
 ])
 def test_wheels_install_only_the_senti_namespace(tmp_path, project, expected_packages):
@@ -87,3 +87,5 @@ def test_wheels_install_only_the_senti_namespace(tmp_path, project, expected_pac
     packages = {name.rsplit("/", 1)[0] for name in names if name.endswith("/__init__.py")}
     assert packages == expected_packages
     assert "senti/__init__.py" not in names, "senti is a namespace package shared by both distributions"
+    if project == ".":  # the page and the OpenAPI document ship with the server
+        assert {"senti/server/http/static/index.html", "senti/server/http/openapi.json"} <= set(names)

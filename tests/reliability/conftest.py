@@ -18,6 +18,7 @@ from senti.server.settings import Settings
 def serving(bundle: Path, *, warm: bool = True, tracer_provider=None, channel_credentials=None,
             **overrides) -> Iterator[tuple[Running, SentiClient]]:
     """A real server on 127.0.0.1:0 whose metrics see every batch, with a client; stopped on exit."""
+    overrides.setdefault("http_port", -1)  # tests that need HTTP ask for port 0
     settings = Settings(host="127.0.0.1", port=0, bundle=bundle, metrics_port=-1, **overrides)
     metrics = Metrics()
     engine = Engine.load(settings.bundle_paths(), settings.engine_config(), observer=metrics.observe_batch)

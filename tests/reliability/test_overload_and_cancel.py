@@ -18,6 +18,7 @@ from senti.v1 import senti_pb2_grpc
 from tests.reliability.conftest import sample, serving
 
 WAIT = 30  # seconds: only a bound on a wait for an event, never a timing assertion
+LATE_DEADLINE = 3.0  # seconds: a deadline that expires in the queue, well after the handler queued its items
 
 
 class Probe:
@@ -128,7 +129,10 @@ def test_deadline_that_expires_in_the_queue_costs_no_inference(tiny_bundle, monk
     with gated_server(tiny_bundle, monkeypatch) as (running, client, stub, probe):
         blocker = hold_the_worker(stub, probe)
         before = items_run(running)
-        late = stub.Predict.future(pb.PredictRequest(texts=["等不及了", "真的等不及"]), timeout=0.3)
+        # The deadline only has to pass while the items are queued, and the gate holds them for up to WAIT; it
+        # must not pass before the handler has queued them (a loaded machine can take far more than 0.3 s for
+        # that), or the probe below would wait for submissions that never come.
+        late = stub.Predict.future(pb.PredictRequest(texts=["等不及了", "真的等不及"]), timeout=LATE_DEADLINE)
         probe.wait_for(lambda p: p.submitted >= 3)
         with pytest.raises(grpc.RpcError) as err:
             late.result()

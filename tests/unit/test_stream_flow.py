@@ -5,16 +5,8 @@ from concurrent.futures import Future
 from senti.model.errors import InvalidInput
 from senti.model.validation import Limits
 from senti.v1 import senti_pb2 as pb
-from senti.server.handlers import _Stream
+from senti.server.handlers import Stream
 from senti.model.types import Sentiment
-
-
-class FakeContext:
-    def time_remaining(self):
-        return None
-
-    def add_callback(self, fn):
-        return True
 
 
 class InstantEngine:
@@ -44,7 +36,7 @@ def test_reader_never_runs_ahead_of_the_consumer_by_more_than_the_bound():
                 worst[0] = max(worst[0], i - consumed[0])
             yield pb.PredictStreamRequest(id=str(i), text="bad" if i % 10 == 0 else "好")
 
-    stream = _Stream(InstantEngine(in_flight), FakeContext())
+    stream = Stream(InstantEngine(in_flight), deadline=None)
     reader = threading.Thread(target=stream.read, args=(requests(),))
     reader.start()
     answers = []
@@ -67,7 +59,7 @@ class StuckEngine(InstantEngine):
 
 
 def test_ending_the_rpc_releases_a_reader_waiting_for_a_slot():
-    stream = _Stream(StuckEngine(2), FakeContext())
+    stream = Stream(StuckEngine(2), deadline=None)
     pulled = []
 
     def endless():
@@ -77,6 +69,6 @@ def test_ending_the_rpc_releases_a_reader_waiting_for_a_slot():
 
     reader = threading.Thread(target=stream.read, args=(endless(),))
     reader.start()
-    stream.stop()  # what gRPC's termination callback does when the client cancels
+    stream.stop()  # what the transport does when the call ends (gRPC: its termination callback)
     reader.join(5)
     assert not reader.is_alive()

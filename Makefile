@@ -13,7 +13,7 @@ help:
 	@echo "make run     build the environment and default model if missing, then serve gRPC on :$(PORT), HTTP on :$(HTTP_PORT)"
 	@echo "make test    run the test suite (builds what it needs)"
 	@echo "make model   build the default model bundle into $(BUNDLE) (cached)"
-	@echo "make proto   regenerate the gRPC stubs (client/v1) from protos/senti/v1/senti.proto"
+	@echo "make proto   regenerate the gRPC stubs (client/v1) and server/http/openapi.json from protos/senti/v1/senti.proto"
 	@echo "make bench   run the load suite (see loadtest/README.md)"
 	@echo "make lock    re-resolve requirements/*.in into requirements/lock.txt (hashes; LOCK_ARGS=--upgrade)"
 

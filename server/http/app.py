@@ -22,20 +22,12 @@ from ..handlers import Service
 from ..policy import REQUEST_ID_KEY, RETRY_AFTER_KEY, Call, Policy, Refusal
 from . import routes as proto_routes
 from .feed import Feed
-from .status import HTTP_STATUS, parse_timeout, status_json
+from .status import HTTP_STATUS, BadRequest, parse_timeout, status_json
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 OPENAPI = HERE / "openapi.json"
 JSON_TYPES = ("application/json",)
-
-
-class BadRequest(Exception):
-    """Input the transport rejects before the handler: an explicit HTTP status, a gRPC code, a message."""
-
-    def __init__(self, http_status: int, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.http_status, self.code, self.message = http_status, code, message
 
 
 def json_response(body, status: int, call: Call | None = None, headers: dict | None = None) -> JSONResponse:

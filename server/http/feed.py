@@ -18,7 +18,7 @@ from senti.v1 import senti_pb2 as pb
 from .. import convert
 from ..handlers import item_response, submit_item
 from ..policy import REQUEST_ID_KEY, Refusal
-from .status import HTTP_STATUS
+from .status import HTTP_STATUS, BadRequest, status_json
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
 _END = object()
@@ -92,9 +92,9 @@ class Feed:
                 await _send_error(send, call, HTTP_STATUS[refusal.code], refusal.code, refusal.message,
                                   refusal.retry_after_ms)
                 return
-            except Exception as error:  # noqa: BLE001 - BadRequest from the deadline header
-                call.code = getattr(error, "code", grpc.StatusCode.INVALID_ARGUMENT)
-                await _send_error(send, call, getattr(error, "http_status", 400), call.code, str(error))
+            except BadRequest as bad:  # a malformed grpc-timeout header
+                call.code = bad.code
+                await _send_error(send, call, bad.http_status, bad.code, bad.message)
                 return
             call.code = await self._stream(call, receive, send, deadline)
         finally:
@@ -178,7 +178,6 @@ class Feed:
 async def _send_error(send, call, http_status: int, code: grpc.StatusCode, message: str,
                       retry_after_ms: int | None = None) -> None:
     """A whole error response (google.rpc.Status JSON), sent before the feed started."""
-    from .status import status_json
     headers = [(b"content-type", b"application/json"), (REQUEST_ID_KEY.encode(), call.request_id.encode())]
     if retry_after_ms is not None:
         headers += [(b"retry-after", str(max(1, -(-retry_after_ms // 1000))).encode()),

@@ -29,6 +29,14 @@ _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _UNIT_S = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
+class BadRequest(Exception):
+    """Input the transport rejects before the handler: an explicit HTTP status, a gRPC code, a message."""
+
+    def __init__(self, http_status: int, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.http_status, self.code, self.message = http_status, code, message
+
+
 def status_json(code: grpc.StatusCode, message: str) -> dict:
     """google.rpc.Status as proto3 JSON: {"code": 3, "message": "...", "details": []}."""
     return json_format.MessageToDict(status_pb2.Status(code=code.value[0], message=message),

@@ -471,7 +471,8 @@ def test_tiny_bundle_builds_fast_and_classifies_its_phrases(tmp_path):
     head = load_head(path / meta["files"]["head"])
     texts = TINY_NEGATIVE + TINY_POSITIVE
     want = ["negative"] * len(TINY_NEGATIVE) + ["positive"] * len(TINY_POSITIVE)
-    # one at a time and in one mixed batch: dynamic INT8 must not flip any of them
+    # one at a time and in one mixed batch: dynamic INT8 gives the two different embeddings, and the build fits
+    # the head on both (on the machine at hand), so neither may flip any of them
     alone = np.concatenate([embed_texts(sess, tok, [t]) for t in texts])
     batch = embed_texts(sess, tok, texts[::-1])[::-1]
     for x in (alone, batch):

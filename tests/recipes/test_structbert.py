@@ -33,6 +33,11 @@ TEXTS = [
 PAIRS = [("全新突破 解放军运20版空中加油机曝光", "这篇文章的标题是军事"),
          ("这个手机很好用", "正面"), ("the movie is bad", "负面评价。")]
 MODEL_ID = "damo/nlp_structbert_sentiment-classification_chinese-base"
+SENTIMENT_MARGIN = 4.0  # logits added to each TEXTS margin of the sentiment fixture
+NLI_MARGIN = 2.0  # entailment logits: the top NLI_PAIRS candidate up by this, every other one down by it
+NLI_TEXT, NLI_TEMPLATE = "全新突破 解放军运20版空中加油机曝光", "这篇文章的标题是{}"
+NLI_CANDIDATES = ["文化", "体育", "娱乐", "财经", "汽车", "教育", "科技", "军事"]
+NLI_PAIRS = [(NLI_TEXT, NLI_TEMPLATE.format(c)) for c in NLI_CANDIDATES]
 
 
 # ----------------------------------------------------------------------------- helpers / fixtures
@@ -78,6 +83,44 @@ def torch_logits_modelscope_style(folder: Path, batch) -> np.ndarray:
         return model(**{k: enc[k] for k in sb.ONNX_INPUTS}).logits.numpy()
 
 
+def pooled_and_logits(folder: Path, batch) -> tuple[np.ndarray, np.ndarray]:
+    """The torch model's pooled outputs (the classifier's input) and logits, tokenized as the reference is."""
+    model, _ = sb.load_structbert(folder)
+    tok = slow_tokenizer(folder)
+    first = [b[0] if isinstance(b, tuple) else b for b in batch]
+    second = [b[1] for b in batch] if isinstance(batch[0], tuple) else None
+    enc = tok(first, second, padding="max_length", truncation=True, max_length=512, return_tensors="pt")
+    with torch.no_grad():
+        pooled = model.bert(**{k: enc[k] for k in sb.ONNX_INPUTS}).pooler_output
+        return pooled.double().numpy(), model.classifier(pooled).double().numpy()
+
+
+def widen_margins(folder: Path, batch, shifts: dict[int, np.ndarray]) -> None:
+    """Adds w_r . pooled + b_r to classifier row r, (w_r, b_r) the least-norm solution of w . pooled_i + b =
+    shifts[r][i] on `batch` (fewer inputs than pooled dimensions: exact), so logit r of input i moves by exactly
+    shifts[r][i]. A random classifier's margins on inputs nothing was fitted on are whatever the seed gives, and
+    INT8 moves logits by ~1 here; moving them apart by construction makes argmax checks hold on any machine."""
+    pooled, _ = pooled_and_logits(folder, batch)
+    design = np.hstack([pooled, np.ones((len(pooled), 1))])
+    path = folder / "model.safetensors"
+    if path.exists():
+        from safetensors.torch import load_file, save_file
+        sd = load_file(str(path))
+    else:
+        path = folder / "pytorch_model.bin"
+        sd = torch.load(path, weights_only=True)
+    weight, bias = sd["classifier.weight"].double(), sd["classifier.bias"].double()
+    for row, shift in shifts.items():
+        solution = np.linalg.lstsq(design, np.asarray(shift, dtype=np.float64), rcond=None)[0]
+        weight[row] += torch.from_numpy(solution[:-1])
+        bias[row] += float(solution[-1])
+    sd["classifier.weight"], sd["classifier.bias"] = weight.float(), bias.float()
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    else:
+        torch.save(sd, path)
+
+
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax."""
     e = np.exp(x - x.max(axis=axis, keepdims=True))
@@ -98,8 +141,14 @@ def modelscope_zero_shot(logits: np.ndarray, candidate_labels: list[str], multi_
 def sentiment(tmp_path_factory):
     """(checkpoint folder, built bundle) for a tiny sentiment model saved as pytorch_model.bin."""
     root = tmp_path_factory.mktemp("sentiment")
-    # seed 2: random weights that put TEXTS into both classes with clear margins
+    # seed 2: random weights that put TEXTS into both classes (torch's seeded CPU generator: the same weights on
+    # every machine). Their margins are the seed's (1.4 at the least), and INT8 moves them by up to ~1.1: each
+    # text's logit difference is moved SENTIMENT_MARGIN further the way the seed already sends it.
     ckpt = make_tiny_structbert_checkpoint(root / "nlp_structbert_sentiment-classification_chinese-tiny", seed=2)
+    _, logits = pooled_and_logits(ckpt, TEXTS)
+    side = np.sign(logits[:, 1] - logits[:, 0])
+    assert set(side) == {-1.0, 1.0}, side  # both classes: the INT8 agreement check is not vacuous
+    widen_margins(ckpt, TEXTS, {0: -side * SENTIMENT_MARGIN / 2, 1: side * SENTIMENT_MARGIN / 2})
     bundle = sb.build_structbert_bundle(str(ckpt), root / "bundle", progress=False)
     return ckpt, bundle
 
@@ -110,6 +159,11 @@ def nli(tmp_path_factory):
     root = tmp_path_factory.mktemp("nli")
     ckpt = make_tiny_structbert_checkpoint(root / "nlp_structbert_zero-shot-classification_chinese-tiny",
                                            task="nli", label_source="config", weights="safetensors", seed=1)
+    # The random model's top candidate for NLI_PAIRS leads by 0.16 in entailment logit, which INT8 may well undo:
+    # its entailment logit moves NLI_MARGIN up and every other one NLI_MARGIN down (their order is kept).
+    _, logits = pooled_and_logits(ckpt, NLI_PAIRS)
+    top = np.arange(len(NLI_PAIRS)) == int(np.argmax(logits[:, 0]))
+    widen_margins(ckpt, NLI_PAIRS, {0: np.where(top, NLI_MARGIN, -NLI_MARGIN)})
     bundle = sb.build_structbert_bundle(str(ckpt), root / "bundle", progress=False)
     return ckpt, bundle
 
@@ -237,9 +291,7 @@ def test_nli_bundle_and_zero_shot_scores_match_modelscope(nli):
     assert doc["kind"] == "nli" and doc["tasks"] == ["zeroshot"] and doc["labels"] == NLI_LABELS
     assert doc["nli"] == {"entailment_id": 0, "contradiction_id": 2, "template": "{}"}
     assert doc["onnx"]["dim"] == 3 and doc["name"] == "structbert-zero-shot-chinese-tiny"
-    text, template = "全新突破 解放军运20版空中加油机曝光", "这篇文章的标题是{}"
-    candidates = ["文化", "体育", "娱乐", "财经", "汽车", "教育", "科技", "军事"]
-    pairs = [(text, template.format(c)) for c in candidates]
+    candidates, pairs = NLI_CANDIDATES, NLI_PAIRS
     want_l = torch_logits_modelscope_style(ckpt, pairs)
     got_l = onnx_logits(bundle, "model_fp32", pairs)
     np.testing.assert_allclose(got_l, want_l, atol=1e-4, rtol=0)

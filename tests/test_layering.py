@@ -12,7 +12,8 @@ from tests.conftest import ROOT
 
 # Imports of the installed folders by their old top-level names (`import model`, `from server.x import`); the stubs
 # are senti.v1 (protos/ holds only the .proto and its generator script).
-TOP_LEVEL_IMPORT = re.compile(r"^\s*(from|import)\s+(model|server|client|protos(?!\.generate))\b", re.MULTILINE)
+TOP_LEVEL_IMPORT = re.compile(r"^\s*(from|import)\s+(model|server|client|protos(?=\S*\s+import\s+senti_pb2))\b",
+                              re.MULTILINE)
 SOURCE_DIRS = ("model", "server", "client", "loadtest", "tests", "scripts")
 
 

@@ -1,4 +1,7 @@
 """AsyncSentiClient: the asyncio (grpc.aio) twin of SentiClient, with the same typed results."""
+import asyncio
+import random
+import time
 from typing import AsyncIterable, AsyncIterator, Iterable, Sequence
 
 import grpc
@@ -10,6 +13,7 @@ from senti.v1 import senti_pb2_grpc
 from .channel import RetryPolicy, channel_options, channel_target
 from .results import (Prediction, StreamResult, ZeroShotResult, predict_request, stream_request,
                       zero_shot_request)
+from .resume import Attempt, Pending, can_resume
 from .retry import AsyncResourceExhaustedRetry
 
 
@@ -32,6 +36,7 @@ class AsyncSentiClient:
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
         self.metadata = tuple(metadata)
+        self.retry = retry
 
     async def __aenter__(self) -> "AsyncSentiClient":
         return self
@@ -67,23 +72,41 @@ class AsyncSentiClient:
         return [ZeroShotResult.from_pb(r) for r in response.results]
 
     async def stream(self, items: Iterable[tuple[str, str]] | AsyncIterable[tuple[str, str]], *,
-                     strict: bool = False, timeout: float | None = None) -> AsyncIterator[StreamResult]:
+                     strict: bool = False, timeout: float | None = None,
+                     max_reconnects: int = 5) -> AsyncIterator[StreamResult]:
         """Feeds (id, text) pairs (an iterable or an async iterable) through PredictStream; yields each result.
 
         The same contract as SentiClient.stream: every id answered once, possibly out of order, bad items get
-        an error result and the stream goes on; `timeout` (default: none) bounds the whole stream.
+        an error result and the stream goes on, a stream broken by UNAVAILABLE is reopened and its unanswered
+        items resent; `timeout` (default: none) bounds the whole feed.
         """
-        async def requests():
-            if hasattr(items, "__aiter__"):
-                async for item_id, text in items:
-                    yield stream_request(item_id, text, strict)
-            else:
-                for item_id, text in items:
+        source, source_lock, pending = _aiter(items), asyncio.Lock(), Pending()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        resend: list[tuple[str, str]] = []
+        reconnects = 0
+        while True:
+            attempt = Attempt(pending, resend)
+
+            async def requests(attempt=attempt):
+                async for item_id, text in attempt.aitems(source, source_lock):
                     yield stream_request(item_id, text, strict)
 
-        call = self._stub.PredictStream(requests(), **{**self._call_options(timeout), "timeout": timeout})
-        async for response in call:
-            yield StreamResult.from_pb(response)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                call = self._stub.PredictStream(requests(), **{**self._call_options(remaining), "timeout": remaining})
+                async for response in call:
+                    pending.answered(response.id)
+                    reconnects = 0
+                    yield StreamResult.from_pb(response)
+                return
+            except grpc.RpcError as error:
+                if not can_resume(error, reconnects, max_reconnects):
+                    raise
+                reconnects += 1
+                resend = attempt.end()
+                await asyncio.sleep(self.retry.backoff_s(reconnects) * random.uniform(0.5, 1.0))
+            finally:
+                attempt.alive = False
 
     async def info(self, timeout: float | None = None) -> pb.GetModelInfoResponse:
         """Models, tasks and limits of the server."""
@@ -94,3 +117,13 @@ class AsyncSentiClient:
         response = await self._health.Check(health_pb2.HealthCheckRequest(service=service),
                                             timeout=self.timeout if timeout is None else timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+async def _aiter(items) -> AsyncIterator:
+    """An async iterator over an iterable or an async iterable."""
+    if hasattr(items, "__aiter__"):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

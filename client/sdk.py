@@ -1,4 +1,7 @@
 """SentiClient: the synchronous Python SDK other services use to call senti."""
+import random
+import threading
+import time
 from typing import Iterable, Iterator, Sequence
 
 import grpc
@@ -10,6 +13,7 @@ from senti.v1 import senti_pb2_grpc
 from .channel import RetryPolicy, channel_options, channel_target
 from .results import (Prediction, StreamResult, ZeroShotResult, predict_request, stream_request,
                       zero_shot_request)
+from .resume import Attempt, Pending, can_resume
 from .retry import ResourceExhaustedRetry
 
 
@@ -36,6 +40,7 @@ class SentiClient:
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
         self.metadata = tuple(metadata)
+        self.retry = retry
 
     def __enter__(self) -> "SentiClient":
         return self
@@ -70,17 +75,39 @@ class SentiClient:
         response = self._stub.ClassifyZeroShot(request, **self._call_options(timeout))
         return [ZeroShotResult.from_pb(r) for r in response.results]
 
-    def stream(self, items: Iterable[tuple[str, str]], *, strict: bool = False,
-               timeout: float | None = None) -> Iterator[StreamResult]:
+    def stream(self, items: Iterable[tuple[str, str]], *, strict: bool = False, timeout: float | None = None,
+               max_reconnects: int = 5) -> Iterator[StreamResult]:
         """Feeds (id, text) pairs through PredictStream and yields each id's result as it arrives.
 
         The server answers every id once, possibly out of order; a bad item yields a result with an error
-        and the stream goes on. `timeout` (default: none) bounds the whole stream.
+        and the stream goes on. When the stream breaks with UNAVAILABLE (its replica was killed or drained,
+        the network was cut), a new stream is opened on a replica that is up and the items not yet answered
+        are resent, so every item is still answered exactly once; after `max_reconnects` breaks in a row with
+        no answer between them the error is raised. `timeout` (default: none) bounds the whole feed.
         """
-        requests = (stream_request(item_id, text, strict) for item_id, text in items)
-        options = {**self._call_options(timeout), "timeout": timeout}
-        for response in self._stub.PredictStream(requests, **options):
-            yield StreamResult.from_pb(response)
+        source, source_lock, pending = iter(items), threading.Lock(), Pending()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        resend: list[tuple[str, str]] = []
+        reconnects = 0
+        while True:
+            attempt = Attempt(pending, resend)
+            requests = (stream_request(i, t, strict) for i, t in attempt.items(source, source_lock))
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                for response in self._stub.PredictStream(requests, **{**self._call_options(remaining),
+                                                                      "timeout": remaining}):
+                    pending.answered(response.id)
+                    reconnects = 0
+                    yield StreamResult.from_pb(response)
+                return
+            except grpc.RpcError as error:
+                if not can_resume(error, reconnects, max_reconnects):
+                    raise
+                reconnects += 1
+                resend = attempt.end()
+                time.sleep(self.retry.backoff_s(reconnects) * random.uniform(0.5, 1.0))
+            finally:
+                attempt.alive = False
 
     def info(self, timeout: float | None = None) -> pb.GetModelInfoResponse:
         """Models, tasks and limits of the server."""

@@ -23,17 +23,19 @@ def server_process(bundle: Path | str, *args: str, env: dict | None = None,
                    root: Path = ROOT) -> Iterator[tuple[subprocess.Popen, int]]:
     """Starts `python -m senti.server` from the checkout `root` on port 0; yields (process, port) once health says SERVING.
 
-    The port is read from the JSON log's `listening` line; the rest of the log is collected in
+    The port is read from the JSON log's `listening` line (kept as `process.listening`: it names the HTTP and
+    metrics ports too; pass "--metrics-port", "0" to have one); the rest of the log is collected in
     `process.log_lines` (a full pipe would block the server). On exit a still-running server gets SIGTERM
     (it drains and exits), and is killed if it has not exited within a minute.
     """
+    defaults = [] if "--metrics-port" in args else ["--metrics-port", "-1"]
     cmd = [sys.executable, "-m", "senti.server", "--host", "127.0.0.1", "--port", "0", "--http-port", "0",
-           "--metrics-port", "-1",
-           "--log-format", "json", "--bundle", str(bundle), *args]
+           *defaults, "--log-format", "json", "--bundle", str(bundle), *args]
     proc = subprocess.Popen(cmd, cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             env={**os.environ, **(env or {})})
     try:
-        port = _read_port(proc)
+        proc.listening = _read_listening(proc)
+        port = int(proc.listening["port"])
         proc.log_lines = []
         proc.log_reader = threading.Thread(target=lambda: proc.log_lines.extend(proc.stderr), daemon=True)
         proc.log_reader.start()
@@ -49,8 +51,8 @@ def server_process(bundle: Path | str, *args: str, env: dict | None = None,
         proc.wait(timeout=30)
 
 
-def _read_port(proc: subprocess.Popen) -> int:
-    """Reads JSON log lines until the 'listening' line, which names the bound port."""
+def _read_listening(proc: subprocess.Popen) -> dict:
+    """Reads JSON log lines until the 'listening' line, which names the bound ports."""
     assert proc.stderr is not None
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -62,7 +64,7 @@ def _read_port(proc: subprocess.Popen) -> int:
         except ValueError:
             continue
         if entry.get("msg") == "listening":
-            return int(entry["port"])
+            return entry
     raise RuntimeError(f"server did not start listening within {START_TIMEOUT_S} s")
 
 

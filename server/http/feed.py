@@ -108,7 +108,8 @@ class Feed:
         token = CancelToken()
         slots = asyncio.Semaphore(self.engine.limits.max_stream_in_flight)
         finished: asyncio.Queue = asyncio.Queue()
-        reader = asyncio.ensure_future(self._read(call, receive, token, slots, finished, loop, deadline))
+        gone = asyncio.Event()  # the reader saw the client disconnect: nothing more is written
+        reader = asyncio.ensure_future(self._read(call, receive, token, slots, finished, loop, deadline, gone))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/x-ndjson"),
                                 (REQUEST_ID_KEY.encode(), call.request_id.encode())]})
@@ -116,6 +117,8 @@ class Feed:
         try:
             while total is None or answered < total:
                 item = await finished.get()
+                if gone.is_set():
+                    return grpc.StatusCode.CANCELLED
                 if item[0] is _END:
                     total = item[1]
                     continue
@@ -125,24 +128,25 @@ class Feed:
                 self.api.policy.stream_item(response)
                 await send({"type": "http.response.body", "body": line_of(response), "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return grpc.StatusCode.CANCELLED if await reader else grpc.StatusCode.OK
+            await reader
+            return grpc.StatusCode.CANCELLED if gone.is_set() else grpc.StatusCode.OK
         except (OSError, asyncio.CancelledError):  # the client went away while answers were written
             return grpc.StatusCode.CANCELLED
         finally:
             token.cancel()  # queued items of a feed that ended early are skipped
             reader.cancel()
 
-    async def _read(self, call, receive, token, slots, finished, loop, deadline) -> bool:
-        """Submits each line as a slot frees; True when the client disconnected before the body ended."""
+    async def _read(self, call, receive, token, slots, finished, loop, deadline, gone: asyncio.Event) -> None:
+        """Submits each line as a slot frees; sets `gone` when the client disconnects before the body ends."""
         limit = 4 * self.engine.limits.max_chars_per_text + 1024  # UTF-8 text plus its JSON envelope
         policy = self.api.policy
-        buffer, number, submitted, disconnected = bytearray(), 0, 0, False
+        buffer, number, submitted = bytearray(), 0, 0
         try:
             more = True
             while more:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    disconnected = True
+                    gone.set()
                     token.cancel()
                     break
                 more = message.get("more_body", False)
@@ -162,7 +166,6 @@ class Feed:
                     self._submit(parse_line(number, line), finished, loop, deadline, token)
         finally:
             finished.put_nowait((_END, submitted))
-        return disconnected
 
     def _submit(self, item, finished: asyncio.Queue, loop, deadline, token: CancelToken) -> None:
         """Queues one parsed line; its answer lands in `finished` (on the event loop) when it is done."""

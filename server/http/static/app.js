@@ -45,7 +45,8 @@
       "zeroshot.noLabels": "请输入至少一个候选标签。",
       "zeroshot.top": "最可能",
       "file.help": "上传 CSV（使用 text 列，没有则用第一列；可带 id 列）或 JSONL（每行 {\"id\",\"text\"}）。文件在浏览器中解析，逐条流式发送到服务，结果按完成顺序返回；出错的行会标注错误，不会中断任务。",
-      "file.choose": "选择或拖入文件",
+      "file.choose": "点击选择或拖入文件",
+      "file.formats": ".csv · .jsonl（UTF-8 或 GBK）",
       "file.start": "开始处理",
       "file.cancel": "取消",
       "file.summary": "{format} 文件，共 {n} 行{extra}",
@@ -134,7 +135,8 @@
       "zeroshot.noLabels": "Enter at least one candidate label.",
       "zeroshot.top": "top",
       "file.help": "Upload a CSV (the text column, else the first column; an optional id column) or JSONL (one {\"id\",\"text\"} per line). The file is parsed in the browser and streamed to the server item by item; answers arrive as they finish. Bad rows get an error and never stop the job.",
-      "file.choose": "Choose or drop a file",
+      "file.choose": "Click to choose a file, or drop one here",
+      "file.formats": ".csv · .jsonl (UTF-8 or GBK)",
       "file.start": "Start",
       "file.cancel": "Cancel",
       "file.summary": "{format} file, {n} rows{extra}",
@@ -460,6 +462,7 @@
     const results = $("sentiment-results");
     const errorBox = $("sentiment-error");
     showError(errorBox, null);
+    results.textContent = "";
     const texts = textLines($("sentiment-input").value);
     if (!texts.length) {
       showError(errorBox, localError("sentiment.empty"));
@@ -470,7 +473,6 @@
       const body = await apiJson("/v1/predict", { texts: batch, strict: false });
       predictions.push(...body.predictions);
     }
-    results.textContent = "";
     predictions.forEach((p, i) => results.append(sentimentItem(texts[i], p, i)));
     return texts.length;
   }
@@ -500,6 +502,7 @@
     const results = $("zeroshot-results");
     const errorBox = $("zeroshot-error");
     showError(errorBox, null);
+    results.textContent = "";
     const texts = textLines($("zeroshot-input").value);
     const labels = parseLabels($("zeroshot-labels").value);
     if (!texts.length) { showError(errorBox, localError("sentiment.empty")); return undefined; }
@@ -511,7 +514,6 @@
       if (template) body.hypothesisTemplate = template;  // empty: the server's default template
       answers.push(...(await apiJson("/v1/zero-shot", body)).results);
     }
-    results.textContent = "";
     answers.forEach((r, i) => {
       const ranked = [...(r.labels || [])].sort((a, b) => b.score - a.score);
       const top = ranked[0] || { label: "", score: 0 };
@@ -535,7 +537,13 @@
   /** RFC 4180 CSV: quoted fields with "" escapes and embedded newlines, CRLF or LF rows. */
   function parseCsv(text) {
     const rows = [];
-    let row = [], field = "", quoted = false, i = 0;
+    let row = [], field = "", quoted = false, sawQuote = false, i = 0;
+    const endRow = () => {
+      row.push(field);
+      // a blank line is not a row (a row of one empty field is written "")
+      if (!(row.length === 1 && row[0] === "" && !sawQuote)) rows.push(row);
+      row = []; field = ""; sawQuote = false;
+    };
     const n = text.length;
     while (i < n) {
       const c = text[i];
@@ -546,18 +554,17 @@
         }
         field += c; i += 1; continue;
       }
-      if (c === '"' && field === "") { quoted = true; i += 1; continue; }
+      if (c === '"' && field === "") { quoted = true; sawQuote = true; i += 1; continue; }
       if (c === ",") { row.push(field); field = ""; i += 1; continue; }
       if (c === "\r" || c === "\n") {
-        row.push(field); rows.push(row); row = []; field = "";
+        endRow();
         i += c === "\r" && text[i + 1] === "\n" ? 2 : 1;
         continue;
       }
       field += c; i += 1;
     }
-    if (field !== "" || row.length) { row.push(field); rows.push(row); }
-    // blank lines are not rows
-    return rows.filter((r) => !(r.length === 1 && r[0].trim() === ""));
+    if (field !== "" || row.length || sawQuote) endRow();
+    return rows;
   }
 
   const TEXT_NAMES = ["text", "文本", "内容", "评论", "comment", "content", "review", "sentence"];
@@ -680,6 +687,9 @@
     const rows = job.rows.map((r) => ({ ...r, label: null, score: null, scores: null,
       error: r.error || null, done: Boolean(r.error) }));
     const maxChars = limit("maxCharsPerText", 0);
+    // the stream id is the file's id when those are unique, else the row's position (ids may repeat)
+    const unique = new Set(rows.map((r) => r.id)).size === rows.length && rows.every((r) => r.id !== "");
+    const byId = new Map();
     const lines = [];
     rows.forEach((row, index) => {
       if (row.done) return;
@@ -688,8 +698,9 @@
         row.done = true;
         return;
       }
-      // the stream id is the row's position: file ids may repeat or be missing
-      lines.push(JSON.stringify({ id: String(index), text: row.text }));
+      const id = unique ? row.id : `#${index + 1}`;
+      byId.set(id, row);
+      lines.push(JSON.stringify({ id, text: row.text }));
     });
     const total = rows.length;
     let done = rows.filter((r) => r.done).length;
@@ -704,8 +715,8 @@
     job.controller = controller;
 
     const answer = (message) => {
-      const row = rows[Number(message.id)];
-      if (message.id === "" || !row || row.done) {
+      const row = byId.get(message.id);
+      if (!row || row.done) {
         if (message.error) stray.push(message.error.message);
         return;
       }
@@ -722,6 +733,12 @@
       setProgress(done, total);
     };
 
+    const answerLine = (line) => {
+      let message;
+      try { message = JSON.parse(line); } catch (error) { stray.push(`${error.message}: ${line.slice(0, 200)}`); return; }
+      answer(message);
+    };
+
     try {
       if (lines.length) {
         const response = await api("/v1/predict:stream", lines.join("\n") + "\n",
@@ -736,11 +753,11 @@
           while ((end = buffer.indexOf("\n")) >= 0) {
             const line = buffer.slice(0, end).trim();
             buffer = buffer.slice(end + 1);
-            if (line) answer(JSON.parse(line));
+            if (line) answerLine(line);
           }
           if (ended) break;
         }
-        if (buffer.trim()) answer(JSON.parse(buffer));
+        if (buffer.trim()) answerLine(buffer.trim());
       }
     } catch (error) {
       if (error.name === "AbortError") {
@@ -831,6 +848,11 @@
   function init() {
     applyI18n();
     try { $("token-input").value = sessionStorage.getItem("senti.token") || ""; } catch (_) { /* storage off */ }
+    $("token-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      $("token-input").dispatchEvent(new Event("change"));
+      $("token-box").open = false;
+    });
     $("token-input").addEventListener("change", () => {
       try { sessionStorage.setItem("senti.token", $("token-input").value.trim()); } catch (_) { /* storage off */ }
       loadModelInfo();

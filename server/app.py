@@ -30,6 +30,7 @@ from .auth import Authenticator
 from .interceptors import ServingInterceptor
 from .policy import Policy
 from .ratelimit import RateLimiter
+from .reload import EngineSlot, Reloader
 from .metrics import Metrics, serve_http
 from .settings import Settings
 
@@ -72,12 +73,12 @@ class CountingExecutor(futures.ThreadPoolExecutor):
 
 @dataclass
 class Running:
-    """A started server, the port it bound, its health servicer, engine and metrics."""
+    """A started server, the port it bound, its health servicer, engine slot and metrics."""
 
     server: grpc.Server
     port: int
     health: health.HealthServicer
-    engine: Engine
+    slot: EngineSlot
     metrics: Metrics = field(default_factory=Metrics)
     interceptor: ServingInterceptor | None = None
     executor: CountingExecutor | None = None
@@ -87,6 +88,17 @@ class Running:
     serving: bool = False
     metrics_http: object | None = None
     metrics_port: int | None = None
+    reloader: Reloader | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The engine serving now (a reload swaps it)."""
+        return self.slot.current
+
+    def reload(self, bundle_paths=None) -> bool:
+        """Hot reload: loads and warms `bundle_paths` (default: the configured bundles) beside the serving
+        engine, swaps it in, lets calls on the old one finish, then closes it; False keeps the old one."""
+        return self.reloader.reload(bundle_paths)
 
     @property
     def http_port(self) -> int | None:
@@ -144,7 +156,8 @@ def start_server(settings: Settings, engine: Engine, metrics: Metrics | None = N
     batch sizes are recorded; a new one is made otherwise. `tracer_provider` overrides settings.tracing.
     """
     metrics = metrics if metrics is not None else Metrics()
-    metrics.bind_engine(engine, settings.mode, VERSION)
+    slot = EngineSlot(engine)
+    metrics.bind_engine(slot, settings.mode, VERSION)
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -165,7 +178,7 @@ def start_server(settings: Settings, engine: Engine, metrics: Metrics | None = N
     # are admitted by the interceptor, which answers refusals with a retry hint and keeps health answered.
     server = grpc.server(executor, interceptors=[interceptor], options=options,
                          maximum_concurrent_rpcs=4 * settings.grpc_workers)
-    senti_pb2_grpc.add_SentiServiceServicer_to_server(SentiServicer(engine), server)
+    senti_pb2_grpc.add_SentiServiceServicer_to_server(SentiServicer(slot), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -188,8 +201,15 @@ def start_server(settings: Settings, engine: Engine, metrics: Metrics | None = N
             raise RuntimeError(f"could not bind the health port {settings.host}:{settings.health_port}")
         health_server.start()
     server.start()
-    running = Running(server, port, health_servicer, engine, metrics, interceptor, executor, health_server,
+    running = Running(server, port, health_servicer, slot, metrics, interceptor, executor, health_server,
                       health_port)
+
+    def load(bundle_paths=None) -> Engine:
+        paths = bundle_paths if bundle_paths is not None else settings.bundle_paths()
+        return Engine.load(paths, settings.engine_config(), observer=metrics.observe_batch)
+
+    running.reloader = Reloader(slot, load, wait_s=settings.grace_s,
+                                on_result=lambda ok: metrics.reloads.labels("ok" if ok else "failed").inc())
     running.set_serving(False)
     if settings.http_port >= 0:
         running.http_server = start_http(settings, running, policy)
@@ -200,14 +220,15 @@ def start_http(settings: Settings, running: Running, policy: Policy):
     """The HTTP/JSON server over the same engine and policy, on settings.http_port."""
     from .http.app import create_app
     from .http.serve import HttpServer
-    app = create_app(Service(running.engine), policy, lambda: running.serving, settings.max_message_bytes)
+    app = create_app(Service(running.slot), policy, lambda: running.serving, settings.max_message_bytes)
     http = HttpServer(app, settings.host, settings.http_port, settings.grace_s)
     http.start()
     return http
 
 
 def serve(settings: Settings) -> int:
-    """Loads the bundles, serves until SIGTERM/SIGINT, drains within the grace period, returns the exit code."""
+    """Loads the bundles, serves until SIGTERM/SIGINT (SIGHUP reloads them), drains within the grace period,
+    returns the exit code."""
     stop, hurry = threading.Event(), threading.Event()
 
     def on_signal(signum, _frame):
@@ -224,6 +245,9 @@ def serve(settings: Settings) -> int:
     metrics = Metrics()
     engine = Engine.load(settings.bundle_paths(), settings.engine_config(), observer=metrics.observe_batch)
     running = start_server(settings, engine, metrics)
+    # SIGHUP: hot reload of the configured bundle paths, on a thread of its own (loading takes seconds).
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(
+        target=running.reload, name="senti-reload", daemon=True).start())
     if settings.metrics_port >= 0:
         running.serve_metrics(settings.metrics_host, settings.metrics_port)
     log.info("listening", extra={"host": settings.host, "port": running.port, "http_port": running.http_port,

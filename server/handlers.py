@@ -20,6 +20,7 @@ from senti.v1 import senti_pb2_grpc
 
 from . import convert
 from .errors import status_of
+from .reload import EngineSlot, as_slot
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -54,33 +55,36 @@ def unary(method):
 
 
 class Service:
-    """senti.v1.SentiService's unary RPCs over an Engine, for any transport."""
+    """senti.v1.SentiService's unary RPCs over the serving engine (an EngineSlot: reloads swap it), any transport."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    def __init__(self, engine: Engine | EngineSlot):
+        self.slot = as_slot(engine)
 
     def predict(self, request: pb.PredictRequest, deadline: float | None, token: CancelToken) -> pb.PredictResponse:
         """Predict."""
-        results, timing = self.engine.predict(list(request.texts), strict=request.strict, deadline=deadline,
-                                              token=token)
+        with self.slot.use() as engine:
+            results, timing = engine.predict(list(request.texts), strict=request.strict, deadline=deadline,
+                                             token=token)
         return pb.PredictResponse(predictions=[convert.prediction(r) for r in results],
                                   metadata=convert.metadata(timing))
 
     def classify_zero_shot(self, request: pb.ClassifyZeroShotRequest, deadline: float | None,
                            token: CancelToken) -> pb.ClassifyZeroShotResponse:
         """ClassifyZeroShot."""
-        results, timing = self.engine.classify_zero_shot(
-            list(request.texts), list(request.labels), template=request.hypothesis_template,
-            multi_label=request.multi_label, strict=request.strict, deadline=deadline, token=token)
+        with self.slot.use() as engine:
+            results, timing = engine.classify_zero_shot(
+                list(request.texts), list(request.labels), template=request.hypothesis_template,
+                multi_label=request.multi_label, strict=request.strict, deadline=deadline, token=token)
         return pb.ClassifyZeroShotResponse(results=[convert.zero_shot_result(r) for r in results],
                                            metadata=convert.metadata(timing))
 
     def get_model_info(self, request: pb.GetModelInfoRequest, deadline: float | None,
                        token: CancelToken) -> pb.GetModelInfoResponse:
         """GetModelInfo."""
-        return pb.GetModelInfoResponse(
-            models=[convert.model_info(d) for d in self.engine.describe()],
-            limits=convert.limits(self.engine.limits), execution_mode=self.engine.config.mode, version=VERSION)
+        with self.slot.use() as engine:
+            return pb.GetModelInfoResponse(
+                models=[convert.model_info(d) for d in engine.describe()], limits=convert.limits(engine.limits),
+                execution_mode=engine.config.mode, version=VERSION, bundle_version=self.slot.version)
 
     def unary(self, rpc: str):
         """The method serving a unary RPC by its proto name ('Predict', ...)."""
@@ -91,9 +95,9 @@ class Service:
 class SentiServicer(senti_pb2_grpc.SentiServiceServicer):
     """senti.v1.SentiService over gRPC: the Service with the call's deadline and cancellation."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self.service = Service(engine)
+    def __init__(self, engine: Engine | EngineSlot):
+        self.slot = as_slot(engine)
+        self.service = Service(self.slot)
 
     @unary
     def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
@@ -109,7 +113,7 @@ class SentiServicer(senti_pb2_grpc.SentiServiceServicer):
 
     def PredictStream(self, request_iterator, context):
         """Reads items on a helper thread, at most max_stream_in_flight at once; yields answers as they finish."""
-        stream = Stream(self.engine, deadline_of(context))
+        stream = Stream(self.slot, deadline_of(context))
         context.add_callback(stream.stop)
         reader = threading.Thread(target=stream.read, args=(request_iterator,), name="senti-stream-reader",
                                   daemon=True)
@@ -125,18 +129,19 @@ class Stream:
 
     _END = object()
 
-    def __init__(self, engine: Engine, deadline: float | None):
-        self.engine = engine
+    def __init__(self, engine: Engine | EngineSlot, deadline: float | None):
+        self.engine_slot = as_slot(engine)
+        self.in_flight = self.engine_slot.current.limits.max_stream_in_flight
         self.deadline = deadline
         self.token = CancelToken()
-        self.slots = threading.Semaphore(engine.limits.max_stream_in_flight)
+        self.slots = threading.Semaphore(self.in_flight)
         self.finished: queue.Queue = queue.Queue()
 
     def stop(self) -> None:
         """The RPC ended (cancelled, deadline, disconnect, or done): cancel queued items, wake the reader."""
         self.token.cancel()
         # Nobody consumes answers any more: free enough slots that a reader waiting for one sees the end.
-        for _ in range(self.engine.limits.max_stream_in_flight):
+        for _ in range(self.in_flight):
             self.slots.release()
 
     def read(self, request_iterator) -> None:
@@ -159,7 +164,7 @@ class Stream:
     def _submit(self, request: pb.PredictStreamRequest) -> None:
         """Queues one item; its answer lands in `finished` when it is done, whatever happens."""
         started = time.monotonic()
-        future = submit_item(self.engine, request, self.deadline, self.token)
+        future = submit_item(self.engine_slot, request, self.deadline, self.token)
         future.add_done_callback(lambda done, rid=request.id: self.finished.put((rid, done, started)))
 
     def answers(self):
@@ -176,12 +181,14 @@ class Stream:
             yield item_response(request_id, done, started)
 
 
-def submit_item(engine: Engine, request: pb.PredictStreamRequest, deadline: float | None,
+def submit_item(slot: EngineSlot, request: pb.PredictStreamRequest, deadline: float | None,
                 token: CancelToken) -> Future:
-    """Queues one stream item; a refusal (not ready, draining, bad input) is the item's own failed future."""
+    """Queues one stream item on the serving engine (a reload's old engine finishes what it has queued); a
+    refusal (not ready, draining, bad input) is the item's own failed future."""
     try:
-        return engine.submit_sentiment(request.text, strict=request.strict, deadline=deadline, token=token,
-                                       name=f"item {request.id!r}")
+        with slot.use() as engine:
+            return engine.submit_sentiment(request.text, strict=request.strict, deadline=deadline, token=token,
+                                           name=f"item {request.id!r}")
     except SentiError as error:  # per item, like every other error
         future = Future()
         future.set_exception(error)

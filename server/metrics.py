@@ -13,7 +13,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from senti.model.batcher import BatchEvent
-from senti.model.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +45,8 @@ class Metrics:
         self.batch_real_tokens = Counter("senti_batch_real_tokens", "Tokens run, padding excluded", registry=r)
         self.in_flight = Gauge("senti_in_flight_requests", "RPCs being handled now (streams included), by method "
                                "and transport", ["rpc", "transport"], registry=r)
+        self.reloads = Counter("senti_reloads", "Hot reloads of the bundles (SIGHUP), by result: ok or failed",
+                               ["result"], registry=r)
         self.in_flight_streams = Gauge("senti_in_flight_streams", "PredictStream calls open now", registry=r)
         self.stream_items = Counter("senti_stream_items", "PredictStream items answered, by status code",
                                     ["code"], registry=r)
@@ -55,9 +56,10 @@ class Metrics:
                                                "Items answered from the result cache (from response metadata)",
                                                registry=r)
 
-    def bind_engine(self, engine: Engine, execution_mode: str, version: str) -> None:
-        """Exposes the engine's own counters (queue depth, caches, skipped work) and model info at scrape time."""
-        self.registry.register(_EngineCollector(engine, execution_mode, version))
+    def bind_engine(self, slot, execution_mode: str, version: str) -> None:
+        """Exposes the serving engine's own counters (queue depth, caches, skipped work) and model info at scrape
+        time; `slot` is the server's EngineSlot, so a reload's new engine is what the next scrape reads."""
+        self.registry.register(_EngineCollector(slot, execution_mode, version))
 
     def observe_batch(self, event: BatchEvent) -> None:
         """The batcher's observer: one call per forward pass."""
@@ -79,13 +81,13 @@ class Metrics:
 class _EngineCollector(Collector):
     """Reads the engine's counters when Prometheus scrapes."""
 
-    def __init__(self, engine: Engine, execution_mode: str, version: str):
-        self.engine = engine
+    def __init__(self, slot, execution_mode: str, version: str):
+        self.slot = slot
         self.execution_mode = execution_mode
         self.version = version
 
     def collect(self) -> Iterable:
-        engine = self.engine
+        engine = self.slot.current
         yield GaugeMetricFamily("senti_queue_depth", "Items waiting for a batch worker", value=engine.queue_depth)
         yield GaugeMetricFamily("senti_ready", "1 after warm-up and before draining", value=int(engine.ready))
         hits = CounterMetricFamily("senti_cache_hits", "Result cache hits", labels=["model"])
@@ -99,7 +101,7 @@ class _EngineCollector(Collector):
         failed = CounterMetricFamily("senti_failed_batches", "Forward passes that raised", labels=["model"])
         info = InfoMetricFamily("senti_model", "Loaded model bundles",
                                 labels=["name", "kind", "backend", "quantization", "max_tokens", "tasks",
-                                        "execution_mode", "version"])
+                                        "execution_mode", "version", "bundle_version"])
         descriptions = {d.name: d for d in engine.describe()}
         for model in engine.models:
             name = model.bundle.name
@@ -115,7 +117,7 @@ class _EngineCollector(Collector):
             d = descriptions.get(name)
             if d is not None:
                 info.add_metric([d.name, d.kind, d.backend, d.quantization, str(d.max_tokens), ",".join(d.tasks),
-                                 self.execution_mode, self.version], {})
+                                 self.execution_mode, self.version, self.slot.version], {})
         yield from (hits, misses, entries, skipped, batches, items, failed, info)
 
 

@@ -48,7 +48,7 @@ def test_openapi_paths_are_the_served_routes():
     from_proto = {(route.verb, route.path) for route in routes()}
     assert documented == from_proto | set(openapi.HEALTH_PATHS)
 
-    table = http_app.create_app(SimpleNamespace(unary=lambda rpc: None, engine=None), None, lambda: True, 1).routes
+    table = http_app.create_app(SimpleNamespace(unary=lambda rpc: None, slot=None), None, lambda: True, 1).routes
     served = {(verb, route.path) for route in table for verb in getattr(route, "methods", None) or () if verb != "HEAD"}
     assert served - {("GET", "/openapi.json"), ("GET", "/")} == documented
 

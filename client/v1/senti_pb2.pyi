@@ -190,13 +190,15 @@ class Limits(_message.Message):
     def __init__(self, max_texts_per_request: _Optional[int] = ..., max_labels_per_request: _Optional[int] = ..., max_chars_per_text: _Optional[int] = ..., max_stream_in_flight: _Optional[int] = ...) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
-    __slots__ = ("models", "limits", "execution_mode", "version")
+    __slots__ = ("models", "limits", "execution_mode", "version", "bundle_version")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_MODE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     limits: Limits
     execution_mode: str
     version: str
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., execution_mode: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    bundle_version: str
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., execution_mode: _Optional[str] = ..., version: _Optional[str] = ..., bundle_version: _Optional[str] = ...) -> None: ...

@@ -217,7 +217,7 @@ async def _not_found(request: Request, exc: HTTPException) -> Response:
 def create_app(service: Service, policy: Policy, is_serving: Callable[[], bool], max_body_bytes: int) -> Starlette:
     """The HTTP app over the same Service and Policy as the gRPC server."""
     api = Api(service, policy, is_serving, max_body_bytes)
-    feed = Feed(api, service.engine)
+    feed = Feed(api, service.slot)
     table = []
     for route in proto_routes.routes():
         endpoint = feed if route.streaming else api.unary_endpoint(route)

@@ -68,9 +68,9 @@ def line_of(response: pb.PredictStreamResponse) -> bytes:
 class Feed:
     """The ASGI app of the NDJSON feed."""
 
-    def __init__(self, api, engine):
+    def __init__(self, api, slot):
         self.api = api
-        self.engine = engine
+        self.slot = slot  # the serving EngineSlot: a reload swaps the engine under a running feed
 
     async def __call__(self, scope, receive, send) -> None:
         api, policy = self.api, self.api.policy
@@ -106,7 +106,7 @@ class Feed:
         """Reads lines and writes answers until every line read is answered; the call's status."""
         loop = asyncio.get_running_loop()
         token = CancelToken()
-        slots = asyncio.Semaphore(self.engine.limits.max_stream_in_flight)
+        slots = asyncio.Semaphore(self.slot.current.limits.max_stream_in_flight)
         finished: asyncio.Queue = asyncio.Queue()
         gone = asyncio.Event()  # the reader saw the client disconnect: nothing more is written
         reader = asyncio.ensure_future(self._read(call, receive, token, slots, finished, loop, deadline, gone))
@@ -138,7 +138,7 @@ class Feed:
 
     async def _read(self, call, receive, token, slots, finished, loop, deadline, gone: asyncio.Event) -> None:
         """Submits each line as a slot frees; sets `gone` when the client disconnects before the body ends."""
-        limit = 4 * self.engine.limits.max_chars_per_text + 1024  # UTF-8 text plus its JSON envelope
+        limit = 4 * self.slot.current.limits.max_chars_per_text + 1024  # UTF-8 text plus its JSON envelope
         policy = self.api.policy
         buffer, number, submitted = bytearray(), 0, 0
         try:
@@ -173,7 +173,7 @@ class Feed:
             finished.put_nowait((item,))
             return
         started = time.monotonic()
-        future = submit_item(self.engine, item, deadline, token)
+        future = submit_item(self.slot, item, deadline, token)
         future.add_done_callback(
             lambda done, rid=item.id: loop.call_soon_threadsafe(finished.put_nowait, (rid, done, started)))
 

@@ -9,6 +9,8 @@ Scenarios (--scenarios, comma-separated; default all):
   variants  engine variants (fp32, ORT transformer fusion, thread layouts) and the physical bound
   modes     the server in batched, per-thread and lock modes, and the seed design (lock, batch 1, pad 512),
             closed loop at concurrency 1 and 32
+  http      Predict over HTTP/JSON vs gRPC on one server at concurrency 1 and 32 (turns alternating), and gRPC
+            c32 with the HTTP server off vs on and idle (A/B, interleaved)
   sweep     Predict at fixed arrival rates up to saturation (batched mode)
   stream    PredictStream feeding N comments on one stream
   zeroshot  ClassifyZeroShot with 2, 5, 10 and 20 labels
@@ -30,12 +32,12 @@ from . import common
 from .context import Bench
 from .machine import wait_for_quiet
 from .report import COLUMNS, headline, summary_rows
-from .scenarios import cache, engine, mlserver, modes, stream, sweep, tools, zeroshot
+from .scenarios import cache, engine, http, mlserver, modes, stream, sweep, tools, zeroshot
 from .settings import RESULTS, ROOT, SEED, log
 
 # every server scenario, in the order a run takes them (after engine and variants, which run together)
-RUNNERS = {"modes": modes.run, "mlserver": mlserver.run, "sweep": sweep.run, "stream": stream.run,
-           "zeroshot": zeroshot.run, "cache": cache.run, "tools": tools.run}
+RUNNERS = {"modes": modes.run, "http": http.run, "mlserver": mlserver.run, "sweep": sweep.run,
+           "stream": stream.run, "zeroshot": zeroshot.run, "cache": cache.run, "tools": tools.run}
 ALL_SCENARIOS = ("engine", "variants", *RUNNERS)
 
 
@@ -45,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bundle", type=Path, default=ROOT / "bundles" / "e5-small")
     parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
                         help=f"comma-separated subset of: {', '.join(ALL_SCENARIOS)}")
-    parser.add_argument("--quick", action="store_true", help="short steps and fewer items (about 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short steps and fewer items (about 4 minutes)")
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per closed-loop run")
     parser.add_argument("--stream-items", type=int, default=None, help="comments on the stream (default 10000)")
     parser.add_argument("--repeat-rate", type=float, default=None,

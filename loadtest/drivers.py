@@ -1,4 +1,5 @@
-"""Load drivers on a grpc.aio channel: one Record per call, closed loop, open loop and one long stream."""
+"""Load drivers on a grpc.aio channel: one Record per call, closed loop, open loop and one long stream.
+`drive_closed_loop` is the closed loop itself, shared with the HTTP driver (httpdrivers.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -68,29 +69,38 @@ def _channel(target: str) -> grpc.aio.Channel:
 
 async def closed_loop(target: str, call: Call, concurrency: int, seconds: float, warmup: float,
                       max_requests: int, stub_factory=None) -> tuple[list[Record], float]:
-    """`concurrency` callers each send, wait, send again; calls that finish after `warmup` within `seconds` count."""
+    """`concurrency` callers each send, wait, send again; calls that finish after `warmup` within `seconds` count.
+    The callers share one channel (gRPC multiplexes them on one HTTP/2 connection)."""
     async with _channel(target) as channel:
         stub = (stub_factory or senti_pb2_grpc.SentiServiceStub)(channel)
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        start, end = t0 + warmup, t0 + warmup + seconds
-        counter = iter(range(max_requests))
-        records: list[Record] = []
+        return await drive_closed_loop([stub] * concurrency, call, seconds, warmup, max_requests)
 
-        async def worker():
-            for index in counter:
-                if loop.time() >= end:
-                    return
-                record = await call(stub, index, loop.time())
-                # throughput and latency of the calls that finished inside the window (steady state)
-                if start <= record.sent + record.latency <= end:
-                    records.append(record)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        window = min(end, loop.time()) - start
-        for r in records:
-            r.sent -= start
-        return records, max(window, 1e-9)
+async def drive_closed_loop(stubs: list, call: Callable[[object, int, float], Awaitable[Record]], seconds: float,
+                            warmup: float, max_requests: int) -> tuple[list[Record], float]:
+    """The closed loop itself: one caller per entry of `stubs` (each calls `call(stub, index, sent)`, waits, calls
+    again) taking request indexes from one counter; the records of calls that finished inside the window
+    [warmup, warmup + seconds] from now, their `sent` relative to the window's start, and the window."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    start, end = t0 + warmup, t0 + warmup + seconds
+    counter = iter(range(max_requests))
+    records: list[Record] = []
+
+    async def worker(stub):
+        for index in counter:
+            if loop.time() >= end:
+                return
+            record = await call(stub, index, loop.time())
+            # throughput and latency of the calls that finished inside the window (steady state)
+            if start <= record.sent + record.latency <= end:
+                records.append(record)
+
+    await asyncio.gather(*(worker(stub) for stub in stubs))
+    window = min(end, loop.time()) - start
+    for r in records:
+        r.sent -= start
+    return records, max(window, 1e-9)
 
 
 async def open_loop(target: str, call: Call, rate: float, seconds: float, first_index: int,

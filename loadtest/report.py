@@ -33,6 +33,19 @@ def summary_rows(results: dict) -> list[dict]:
             if c not in entry:
                 continue
             rows.append(_closed_loop_row(f"server {name} {c}", entry, entry[c]))
+    http = results.get("http", {})
+    compare = http.get("compare")
+    if compare:
+        for c in ("c1", "c32"):
+            for protocol, label in (("grpc", "gRPC"), ("http", "HTTP")):
+                if c in compare.get(protocol, {}):
+                    rows.append(_closed_loop_row(f"http: {label} Predict {c} (one server)", compare,
+                                                 compare[protocol][c]))
+    ab = http.get("ab")
+    if ab:
+        for arm, label in (("off", "HTTP off"), ("on", "HTTP on, idle")):
+            if arm in ab:
+                rows.append(_closed_loop_row(f"http A/B: gRPC Predict c32, {label}", ab[arm], ab[arm]))
     for name, entry in results.get("mlserver", {}).items():
         if not isinstance(entry, dict) or "c1" not in entry:
             continue
@@ -87,6 +100,10 @@ COLUMNS = [("scenario", "scenario"), ("texts_per_s", "texts/s"), ("p50", "p50 ms
            ("x_ceiling", "x ceiling"), ("x_paired", "x paired ceiling"), ("x_seed", "x seed")]
 
 
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
 def headline(results: dict) -> list[str]:
     """The goal lines: served c32 vs the ceiling, c1 vs raw batch 1, vs the seed design, zero-shot, cache."""
     lines = []
@@ -116,6 +133,22 @@ def headline(results: dict) -> list[str]:
         best = max(peers)
         lines.append(f"served Predict c32 vs the best MLServer 1.7.1 configuration ({best}): "
                      f"{batched['c32']['texts_per_s'] / best:.1f}x")
+    compare = results.get("http", {}).get("compare")
+    if compare and compare.get("ratio"):
+        parts = []
+        for c, ratio in compare["ratio"].items():
+            p50 = (compare["http"][c]["latency_ms"].get("p50"), compare["grpc"][c]["latency_ms"].get("p50"))
+            parts.append(f"{c} {_times(ratio['texts_per_s'])} ({compare['http'][c]['texts_per_s']} vs "
+                         f"{compare['grpc'][c]['texts_per_s']} texts/s, p50 {p50[0]} vs {p50[1]} ms)")
+        lines.append(f"HTTP / gRPC Predict on one server: {'; '.join(parts)} (goal >= 0.85 each)")
+    ab = results.get("http", {}).get("ab")
+    if ab and ab.get("ratio_on_off"):
+        legs = ", ".join(f"{leg['http']} {leg['texts_per_s']}" for leg in ab["legs"])
+        pairs = ", ".join(_times(r) for r in ab["ratio_on_off"].get("pairs", []))
+        lines.append(f"gRPC Predict c32 with HTTP on (idle) / off: {_times(ab['ratio_on_off']['texts_per_s'])} texts/s "
+                     f"(legs {legs}; pairs {pairs or '-'}; goal: no slowdown beyond the legs' spread, "
+                     f"{max(ab['off']['spread'], ab['on']['spread']):.0%}); idle RSS on / off "
+                     f"{ab['on'].get('rss_idle_mb', '-')} / {ab['off'].get('rss_idle_mb', '-')} MB")
     for name, entry in modes.items():
         lines.append(f"{name}: ready {entry['ready_s']} s, peak RSS {entry['peak_rss_mb']} MB")
     zs = results.get("zeroshot")

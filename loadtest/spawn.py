@@ -1,6 +1,7 @@
 """Server subprocesses under measurement: spawn `senti.server`, wait until it serves, sample its CPU and RSS."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -31,6 +32,7 @@ class Server:
     ready_s: float
     log_path: Path
     process_group: bool = False
+    http_port: int | None = None  # senti's HTTP/JSON port; None when it serves none
     ps: psutil.Process = field(init=False)
     peak_rss_mb: float = 0.0
 
@@ -107,16 +109,25 @@ def poll_until(proc: subprocess.Popen, deadline: float, probe: Callable[[], T], 
         time.sleep(interval)
 
 
-def _listening_port(log_path: Path) -> int | None:
-    """The port from the server log's listening line: JSON ({"msg": "listening", "port": N}) or text
-    ("listening on HOST:PORT"); None before that line."""
+def listening_ports(log_path: Path) -> tuple[int, int | None] | None:
+    """(gRPC port, HTTP port or None) from the server log's listening line: JSON ({"msg": "listening", "port": N,
+    "http_port": M or null}) or text ("listening on HOST:PORT", no HTTP port); None before that line."""
     text = log_path.read_text(errors="replace")
-    match = re.search(r'"msg": "listening".*?"port": (\d+)', text) or re.search(r"listening on \S+:(\d+)", text)
-    return int(match.group(1)) if match else None
+    for line in text.splitlines():
+        if '"msg": "listening"' in line:
+            try:
+                entry = json.loads(line[line.index("{"):])
+            except ValueError:
+                continue
+            http_port = entry.get("http_port")
+            return int(entry["port"]), (int(http_port) if http_port is not None else None)
+    match = re.search(r"listening on \S+:(\d+)", text)
+    return (int(match.group(1)), None) if match else None
 
 
 def start_server(name: str, bundle: Path, out_dir: Path, args: list[str], timeout: float = 120) -> Server:
-    """Spawns `python -m senti.server` on 127.0.0.1:0; ready when health says SERVING (time from spawn)."""
+    """Spawns `python -m senti.server` on 127.0.0.1:0, HTTP on a free port too (`args` may say `--http-port -1`:
+    the last flag wins); ready when health says SERVING (time from spawn)."""
     log_path = out_dir / f"server-{name}.log"
     command = [sys.executable, "-m", "senti.server", "--bundle", str(bundle), "--host", "127.0.0.1", "--port", "0",
                "--http-port", "0", "--log-level", "INFO", "--metrics-port", "0", *args]
@@ -125,8 +136,9 @@ def start_server(name: str, bundle: Path, out_dir: Path, args: list[str], timeou
     with open(log_path, "wb") as sink:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, env=env)
     deadline = started + timeout
-    port = poll_until(proc, deadline, lambda: _listening_port(log_path),
-                      lambda: f"server {name} did not start; see {log_path}:\n{log_path.read_text()[-2000:]}", 0.02)
+    port, http_port = poll_until(
+        proc, deadline, lambda: listening_ports(log_path),
+        lambda: f"server {name} did not start; see {log_path}:\n{log_path.read_text()[-2000:]}", 0.02)
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -134,5 +146,6 @@ def start_server(name: str, bundle: Path, out_dir: Path, args: list[str], timeou
                    == health_pb2.HealthCheckResponse.SERVING,
                    lambda: f"server {name} never became SERVING; see {log_path}", 0.02)
     ready = time.monotonic() - started
-    log(f"server {name} ({' '.join(args) or 'defaults'}) SERVING on :{port} after {ready:.2f} s")
-    return Server(name, proc, port, ready, log_path)
+    http = f", HTTP on :{http_port}" if http_port is not None else ", no HTTP"
+    log(f"server {name} ({' '.join(args) or 'defaults'}) SERVING on :{port}{http} after {ready:.2f} s")
+    return Server(name, proc, port, ready, log_path, http_port=http_port)

@@ -24,19 +24,32 @@ NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-l
 _END = object()
 
 
-def split_lines(buffer: bytearray, chunk: bytes, limit: int):
-    """Appends `chunk` and yields every complete line; a line past `limit` bytes yields None (and is dropped)."""
-    buffer.extend(chunk)
-    while True:
-        end = buffer.find(b"\n")
-        if end < 0:
-            if len(buffer) > limit:  # keep nothing of an overlong line but the fact that it is one
-                buffer.clear()
-                buffer.extend(b"\0")  # marks the rest of this line as overlong
-            return
-        line = bytes(buffer[:end])
-        del buffer[:end + 1]
-        yield None if (line.startswith(b"\0") or len(line) > limit) else line
+class LineSplitter:
+    """Cuts a body into lines as it arrives; a line past `limit` bytes comes out as None and is not kept."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.buffer = bytearray()
+        self.overlong = False  # the line being read is past the limit: its bytes are dropped
+
+    def feed(self, chunk: bytes):
+        """Yields every line `chunk` completes."""
+        self.buffer.extend(chunk)
+        while (end := self.buffer.find(b"\n")) >= 0:
+            line = bytes(self.buffer[:end])
+            del self.buffer[:end + 1]
+            yield None if self.overlong or len(line) > self.limit else line
+            self.overlong = False
+        if len(self.buffer) > self.limit:
+            self.buffer.clear()
+            self.overlong = True
+
+    def end(self):
+        """Yields the last line when the body did not end with a newline."""
+        if self.buffer or self.overlong:
+            yield None if self.overlong else bytes(self.buffer)
+        self.buffer.clear()
+        self.overlong = False
 
 
 def parse_line(number: int, line: bytes | None) -> pb.PredictStreamRequest | pb.PredictStreamResponse:
@@ -59,10 +72,14 @@ def parse_line(number: int, line: bytes | None) -> pb.PredictStreamRequest | pb.
         return pb.PredictStreamResponse(id=item_id, error=status)
 
 
+# Line breaks for str.splitlines() and JavaScript that JSON leaves raw: escaped, so a line is always one line.
+_BREAKS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def line_of(response: pb.PredictStreamResponse) -> bytes:
-    """One NDJSON line of a response."""
+    """One NDJSON line of a response (Chinese text stays readable; only line-breaking characters are escaped)."""
     body = json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
-    return (json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    return (json.dumps(body, ensure_ascii=False, separators=(",", ":")).translate(_BREAKS) + "\n").encode("utf-8")
 
 
 class Feed:
@@ -140,7 +157,7 @@ class Feed:
         """Submits each line as a slot frees; sets `gone` when the client disconnects before the body ends."""
         limit = 4 * self.slot.current.limits.max_chars_per_text + 1024  # UTF-8 text plus its JSON envelope
         policy = self.api.policy
-        buffer, number, submitted = bytearray(), 0, 0
+        splitter, number, submitted = LineSplitter(limit), 0, 0
         try:
             more = True
             while more:
@@ -151,10 +168,9 @@ class Feed:
                     break
                 more = message.get("more_body", False)
                 chunk = message.get("body", b"")
-                lines = list(split_lines(buffer, chunk, limit))
-                if not more and buffer:  # the last line needs no newline
-                    lines.append(None if buffer.startswith(b"\0") else bytes(buffer))
-                    buffer.clear()
+                lines = list(splitter.feed(chunk))
+                if not more:  # the last line needs no newline
+                    lines += splitter.end()
                 for line in lines:
                     number += 1
                     if line is not None and not line.strip():

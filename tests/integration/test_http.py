@@ -218,3 +218,22 @@ def test_auth_and_rate_limit_are_the_same_policy_as_grpc(tiny_bundle):
             feed = http.post("/v1/predict:stream", content='{"id":"1","text":"好"}\n'.encode(), headers=NDJSON)
             assert feed.status_code == 401
     assert running.metrics.registry.get_sample_value("senti_rejected_total", {"reason": "unauthenticated"}) >= 3
+
+
+def test_line_splitter_keeps_lines_whole_across_chunks_and_drops_overlong_ones():
+    from senti.server.http.feed import LineSplitter
+    splitter = LineSplitter(limit=8)
+    lines = list(splitter.feed(b"ab\ncd")) + list(splitter.feed(b"e\n\x00x\n"))
+    lines += list(splitter.feed(b"0123456789")) + list(splitter.feed(b"abc\nok\nlast"))
+    lines += list(splitter.end())
+    assert lines == [b"ab", b"cde", b"\x00x", None, b"ok", b"last"]
+    assert list(splitter.end()) == []
+
+
+def test_http_sockets_send_without_nagle(http_server):
+    """uvicorn writes a response's head and body apart: with Nagle on, the body waits ~40 ms for a delayed ACK."""
+    import socket
+    running, _, _ = http_server
+    listening = running.http_server.socket
+    assert listening.proto == socket.IPPROTO_TCP  # what asyncio checks before it sets TCP_NODELAY on connections
+    assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

@@ -191,6 +191,114 @@ def test_answered_records_status_and_senti_metadata():
     assert peer.code == "OK" and peer.server_us == 0 and peer.batch_size == 0
     assert failed.code == "UNAVAILABLE" and failed.latency >= 0
 
+def test_http_driver_records_ok_calls_and_server_metadata(tiny_bundle):
+    """The HTTP driver against a real (tiny) server: OK records with the server's timing from the JSON metadata,
+    keep-alive connections reused, errors as gRPC code names (no timing assertions)."""
+    import asyncio
+
+    from loadtest.httpdrivers import HttpConnection, http_closed_loop, http_get_call, http_predict_call
+    from tests.conftest import running_server
+
+    texts = ["这个手机很好用", "物流太慢了", "质量一般", "还会再买"]
+
+    async def run(port):
+        records, window = await http_closed_loop("127.0.0.1", port, http_predict_call(texts, timeout=30), 2,
+                                                 seconds=60, warmup=0.0, max_requests=6)
+        connection = HttpConnection("127.0.0.1", port)
+        loop = asyncio.get_running_loop()
+        try:
+            first = await http_predict_call(texts)(connection, 0, loop.time())
+            writer = connection.writer
+            health = await http_get_call("/healthz")(connection, 1, loop.time())
+            same_connection = connection.writer is writer
+            empty = await http_predict_call([""])(connection, 2, loop.time())
+            missing = await http_get_call("/v1/nothing-here")(connection, 3, loop.time())
+        finally:
+            connection.close()
+        return records, window, first, health, same_connection, empty, missing
+
+    with running_server(tiny_bundle, http_port=0, cache_size=0) as (running, _client):  # as the bench runs it
+        records, window, first, health, same_connection, empty, missing = asyncio.run(run(running.http_port))
+    assert len(records) == 6 and window > 0
+    for record in [*records, first]:
+        assert record.code == "OK" and record.items == 1 and record.latency > 0
+        assert record.server_us > 0 and record.inference_us > 0 and record.batch_size >= 1
+        assert record.server_us >= record.inference_us and record.cache_hits == 0
+    assert health.code == "OK" and health.server_us == 0
+    assert same_connection
+    assert empty.code == "INVALID_ARGUMENT" and missing.code == "NOT_FOUND"
+
+
+def test_http_driver_without_a_server_records_unavailable():
+    import asyncio
+    import socket
+
+    from loadtest.httpdrivers import HttpConnection, http_predict_call
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def run():
+        return await http_predict_call(["好"])(HttpConnection("127.0.0.1", port), 0, asyncio.get_running_loop().time())
+
+    assert asyncio.run(run()).code == "UNAVAILABLE"
+
+
+def test_http_response_head_parsing():
+    from loadtest.httpdrivers import HttpError, _parse_head
+
+    assert _parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\ncontent-type: application/json\r\n\r\n") \
+        == (200, 12, True)
+    assert _parse_head(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 3\r\nConnection: close\r\n\r\n") \
+        == (503, 3, False)
+    assert _parse_head(b"HTTP/1.1 204 No Content\r\n\r\n") == (204, 0, True)
+    for bad in (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n",
+                b"SSH-2.0-x\r\n\r\n"):
+        with pytest.raises(HttpError):
+            _parse_head(bad)
+
+
+def test_listening_ports_from_the_server_log(tmp_path):
+    from loadtest.spawn import listening_ports
+
+    log = tmp_path / "server.log"
+    log.write_text('{"ts": "t", "level": "INFO", "msg": "loaded"}\n{"ts": "t", "level": "INFO", "logger": "senti", '
+                   '"msg": "listening", "host": "127.0.0.1", "port": 4101, "http_port": 4102, "metrics_port": 4103}\n')
+    assert listening_ports(log) == (4101, 4102)
+    log.write_text('{"msg": "listening", "host": "127.0.0.1", "port": 4101, "http_port": null}\n')
+    assert listening_ports(log) == (4101, None)
+    log.write_text('{"msg": "listening", "host": "127.0.0.1", "po')  # half-written: not yet
+    assert listening_ports(log) is None
+    log.write_text("INFO listening on 127.0.0.1:4101\n")
+    assert listening_ports(log) == (4101, None)
+
+
+def test_summary_rows_and_headline_of_the_http_scenario():
+    from loadtest.report import headline, summary_rows
+
+    results = {"http": {
+        "compare": {"ready_s": 2.0, "peak_rss_mb": 420, "paired_ceiling": 300.0,
+                    "grpc": {"c1": _closed(150, 6.0), "c32": _closed(270, 110)},
+                    "http": {"c1": _closed(140, 6.5), "c32": _closed(243, 125)},
+                    "ratio": {"c1": {"texts_per_s": 0.933, "p50": 1.083}, "c32": {"texts_per_s": 0.9, "p50": 1.136}}},
+        "ab": {"off": {**_closed(270, 110), "ready_s": 1.9, "peak_rss_mb": 380, "spread": 0.02},
+               "on": {**_closed(266, 112), "ready_s": 2.1, "peak_rss_mb": 420, "spread": 0.03},
+               "legs": [{"http": "off", "texts_per_s": 268}, {"http": "on", "texts_per_s": 265},
+                        {"http": "off", "texts_per_s": 272}, {"http": "on", "texts_per_s": 267}],
+               "ratio_on_off": {"texts_per_s": 0.985, "p50": 1.02, "pairs": [0.989, 0.982]}}}}
+    rows = {r["scenario"]: r for r in summary_rows(results)}
+    assert rows["http: HTTP Predict c32 (one server)"]["texts_per_s"] == 243
+    assert rows["http: gRPC Predict c1 (one server)"]["x_paired"] == 0.5
+    assert rows["http A/B: gRPC Predict c32, HTTP on, idle"]["rss"] == 420
+    assert rows["http A/B: gRPC Predict c32, HTTP off"]["ready"] == 1.9
+    lines = headline(results)
+    assert any("c1 0.93x" in line and "c32 0.90x" in line for line in lines)
+    assert any("HTTP on (idle) / off: 0.98x" in line and "pairs 0.99x, 0.98x" in line and "3%" in line
+               for line in lines)
+    json.dumps(rows)
+
+
 def _import_graph(package: Path) -> dict[str, set[str]]:
     """A package's modules -> the modules of the package each imports anywhere in its body (lazy imports
     too), read with `ast`, nothing executed. `from pkg import name` counts as pkg.name when that is a module."""

@@ -117,6 +117,8 @@ class Batcher:
         self.stats = BatchStats()
         self._observer = observer
         self._pending: list[WorkItem] = []
+        self._pending_tokens = 0
+        self._seconds_per_token: float | None = None  # moving average over batches: what the queue costs
         self._cond = threading.Condition()
         self._closed = False
         self._workers = [
@@ -131,6 +133,12 @@ class Batcher:
         """Items waiting for a worker."""
         return len(self._pending)
 
+    def estimated_wait_s(self) -> float:
+        """How long an item queued now would wait for a worker: the queued tokens at the measured cost per
+        padded token, shared by the workers (0 before the first batch has been measured)."""
+        cost = self._seconds_per_token
+        return 0.0 if cost is None else self._pending_tokens * cost / len(self._workers)
+
     def submit(self, encoded: Encoded, deadline: float | None = None) -> Future:
         """Queues one item; raises Overloaded when the queue is full and NotReady once closed."""
         item = WorkItem(encoded, deadline)
@@ -140,6 +148,7 @@ class Batcher:
             if len(self._pending) >= self.max_queue:
                 raise Overloaded(f"the batch queue is full ({self.max_queue} items); retry with backoff")
             self._pending.append(item)
+            self._pending_tokens += encoded.length
             self._cond.notify()
         return item.future
 
@@ -178,6 +187,7 @@ class Batcher:
             batch = [window[i] for i in sorted(chosen)]
             taken = set(map(id, batch))
             self._pending = [item for item in self._pending if id(item) not in taken]
+            self._pending_tokens -= sum(item.encoded.length for item in batch)
             return batch
 
     def _wait_for_more(self) -> None:
@@ -223,7 +233,10 @@ class Batcher:
         inference_us = int((finished - started) * 1e6)
         width = max(item.encoded.length for item in batch)
         real = sum(item.encoded.length for item in batch)
+        cost = (finished - started) / (width * len(batch))
         with self._cond:  # workers update the counters concurrently
+            previous = self._seconds_per_token
+            self._seconds_per_token = cost if previous is None else previous + 0.1 * (cost - previous)
             self.stats.batches += 1
             self.stats.items += len(batch)
             self.stats.padded_tokens += width * len(batch)
@@ -254,6 +267,10 @@ class DirectExecutor:
     def queue_depth(self) -> int:
         """Direct execution keeps no queue of its own."""
         return 0
+
+    def estimated_wait_s(self) -> float:
+        """No queue of its own to estimate: callers wait for a session in the thread pool."""
+        return 0.0
 
     def submit(self, encoded: Encoded, deadline: float | None = None) -> Future:
         """Runs the item now (waiting for a free session) and returns its resolved future."""

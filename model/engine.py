@@ -427,6 +427,10 @@ class Engine:
         """Items waiting in every model's queue."""
         return sum(model.executor.queue_depth for model in self.models)
 
+    def estimated_wait_s(self) -> float:
+        """How long new work would wait in the longest of the models' queues (admission by time reads it)."""
+        return max(model.executor.estimated_wait_s() for model in self.models)
+
 
 def _ranked(labels: Sequence[str], scores: np.ndarray, truncated: bool, timing: Timing) -> ZeroShot:
     """Labels with their scores, highest first (ties keep the caller's order)."""

@@ -156,8 +156,6 @@ def start_server(settings: Settings, engine: Engine, metrics: Metrics | None = N
     batch sizes are recorded; a new one is made otherwise. `tracer_provider` overrides settings.tracing.
     """
     metrics = metrics if metrics is not None else Metrics()
-    slot = EngineSlot(engine)
-    metrics.bind_engine(slot, settings.mode, VERSION)
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -170,10 +168,14 @@ def start_server(settings: Settings, engine: Engine, metrics: Metrics | None = N
     if settings.rate_limit_rps > 0:
         rate_limiter = RateLimiter(settings.rate_limit_rps,
                                    settings.rate_limit_burst or max(1.0, settings.rate_limit_rps))
+    slot = EngineSlot(engine)
     policy = Policy(
         metrics, admission=admission, authenticator=Authenticator(settings.tokens()), rate_limiter=rate_limiter,
-        tracer=tracing.make_tracer(settings.tracing, settings.otlp_endpoint, tracer_provider=tracer_provider))
+        tracer=tracing.make_tracer(settings.tracing, settings.otlp_endpoint, tracer_provider=tracer_provider),
+        queue_wait=lambda: slot.current.estimated_wait_s(),
+        max_queue_wait_s=settings.max_queue_wait_ms / 1000 if settings.max_queue_wait_ms > 0 else None)
     interceptor = ServingInterceptor(policy)
+    metrics.bind_engine(slot, settings.mode, VERSION)
     # gRPC's own limit is only a backstop against a flood of health or reflection calls; SentiService calls
     # are admitted by the interceptor, which answers refusals with a retry hint and keeps health answered.
     server = grpc.server(executor, interceptors=[interceptor], options=options,

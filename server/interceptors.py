@@ -109,7 +109,8 @@ class ServingInterceptor(grpc.ServerInterceptor):
             if refused:
                 raise self.policy.overloaded()
             self.policy.admit(call, context.invocation_metadata(), exempt=exempt, limited=limited,
-                              anonymous_client=_client_of(context), rate_limit=rate_limit)
+                              anonymous_client=_client_of(context), rate_limit=rate_limit,
+                              remaining_s=_remaining(context))
         except Refusal as refusal:
             self._abort(call, context, refusal)
 
@@ -205,6 +206,12 @@ def _code_of(context, failed: bool = False) -> grpc.StatusCode:
     if isinstance(code, int) and code in _CODE_BY_VALUE:
         return _CODE_BY_VALUE[code]
     return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+
+
+def _remaining(context) -> float | None:
+    """Seconds left of the caller's deadline, or None without one (gRPC reports none as a huge number)."""
+    remaining = context.time_remaining()
+    return None if remaining is None or remaining > 10 ** 8 else remaining
 
 
 def _client_of(context) -> str:

@@ -3,9 +3,10 @@
 gRPC's interceptor (interceptors.py) and the HTTP app (http/) call the same methods in the same order:
 1. `begin`: the caller's `x-request-id` (sanitised) or a new one, carried by every log line of the call;
 2. `overloaded` when admission refused the call (at most max_concurrent_rpcs SentiService calls at once,
-   over both transports): RESOURCE_EXHAUSTED with a retry hint of a typical call time;
-3. `admit`: bearer-token auth (health is exempt), then the per-client rate limit of unary calls; a stream
-   pays one token per item instead (`item_wait`);
+   over both transports: a backstop for threads): RESOURCE_EXHAUSTED with a retry hint of a typical call time;
+3. `admit`: bearer-token auth (health is exempt), then the per-client rate limit of unary calls (a stream pays
+   one token per item instead, `item_wait`), then admission by time: a unary call is refused at once only
+   when the engine's queue would keep its work from starting within max_queue_wait_ms or its own deadline;
 4. the handler; then `finish`: status code, latency and phase times to the metrics, one JSON access-log line.
 A refusal is raised as `Refusal`, which each transport turns into its own status and retry header.
 """
@@ -15,6 +16,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
 import grpc
 
@@ -70,9 +72,12 @@ class Policy:
     """Admission, auth, rate limit, metrics and access log for calls of any transport."""
 
     def __init__(self, metrics: Metrics, *, admission: Admission | None = None,
-                 authenticator: Authenticator | None = None, rate_limiter: RateLimiter | None = None, tracer=None):
+                 authenticator: Authenticator | None = None, rate_limiter: RateLimiter | None = None, tracer=None,
+                 queue_wait: Callable[[], float] | None = None, max_queue_wait_s: float | None = None):
         self.metrics = metrics
         self.admission = admission
+        self.queue_wait = queue_wait  # the engine's estimate of how long new work waits to start
+        self.max_queue_wait_s = max_queue_wait_s
         self.authenticator = authenticator if authenticator is not None and authenticator.enabled else None
         self.rate_limiter = rate_limiter
         self.tracer = tracer
@@ -99,8 +104,9 @@ class Policy:
                        f"retry after {retry_ms} ms, or on another replica", retry_ms)
 
     def admit(self, call: Call, headers, *, exempt: bool, limited: bool, anonymous_client: str,
-              rate_limit: bool = True) -> None:
-        """Auth, then the rate limit of unary calls; raises Refusal when refused."""
+              rate_limit: bool = True, remaining_s: float | None = None) -> None:
+        """Auth, then the rate limit and the queue-wait bound of unary calls (`remaining_s`: the time left of
+        the caller's deadline); raises Refusal when refused."""
         identity = None
         if self.authenticator is not None and not exempt:
             identity = self.authenticator.client(tuple(headers or ()))
@@ -117,6 +123,23 @@ class Policy:
                 raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"rate limit of {self.rate_limiter.rate:g} requests/s exceeded; "
                               f"retry after {retry_ms} ms", retry_ms)
+        if limited and rate_limit and call.rpc in TIMED and self.queue_wait is not None:
+            self._check_queue_wait(remaining_s)
+
+    def _check_queue_wait(self, remaining_s: float | None) -> None:
+        """Refuses a call whose work could not start in time: within max_queue_wait_ms, nor before its deadline."""
+        bounds = [b for b in (self.max_queue_wait_s, remaining_s) if b is not None]
+        if not bounds:
+            return
+        wait, bound = self.queue_wait(), min(bounds)
+        if wait <= bound:
+            return
+        self.metrics.rejected.labels("queue_wait").inc()
+        retry_ms = max(1, math.ceil((wait - bound) * 1000))
+        which = "its deadline" if remaining_s is not None and bound == remaining_s else "max_queue_wait_ms"
+        raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      f"the queue would hold this request about {wait * 1000:.0f} ms, past {which} "
+                      f"({bound * 1000:.0f} ms); retry after {retry_ms} ms, or on another replica", retry_ms)
 
     def item_wait(self, call: Call) -> float:
         """Seconds a stream item must wait for the caller's rate (0 when it may go now, or no limit is set)."""

@@ -58,13 +58,18 @@ class Settings(BaseSettings):
     """Most characters in one text; longer texts are rejected before they are tokenised."""
     max_stream_in_flight: int = Field(64, ge=1)
     """Items of one PredictStream being worked on at once; a faster producer is held back by flow control."""
-    grpc_workers: int = Field(64, ge=2)
+    grpc_workers: int = Field(128, ge=2)
     """Threads that run RPC handlers (a waiting unary call or an open stream holds one); the threads beyond
     max_concurrent_rpcs keep health checks and quick refusals answered under overload."""
-    max_concurrent_rpcs: int = Field(48, ge=1)
-    """SentiService RPCs (streams included) admitted at once; beyond it callers get RESOURCE_EXHAUSTED at once,
-    with a 'retry-after-ms' hint, instead of queueing. Must be below grpc_workers. Bounds the queue wait of
-    admitted calls to about max_concurrent_rpcs / throughput."""
+    max_concurrent_rpcs: int = Field(112, ge=1)
+    """SentiService RPCs (streams included, both transports) admitted at once: a backstop for threads, not the
+    admission policy (that is max_queue_wait_ms); beyond it callers get RESOURCE_EXHAUSTED at once, with a
+    'retry-after-ms' hint. Must be below grpc_workers."""
+    max_queue_wait_ms: float = Field(1000.0, ge=0)
+    """Admission by time: a Predict or ClassifyZeroShot call is refused at once (RESOURCE_EXHAUSTED with
+    'retry-after-ms') only when the batch queue, at the throughput it measures, would keep its work from
+    starting within this bound or before the caller's own deadline; 0 turns the bound off (deadlines still
+    count). Streams and health are never refused by it."""
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     """Largest request or response message."""
     grace_s: float = Field(10.0, ge=0)

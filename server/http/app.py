@@ -81,14 +81,16 @@ class Api:
         headers = header_pairs(scope)
         return self.policy.begin(rpc, "http", headers, peer_host(scope)), headers
 
-    def admit(self, call: Call, headers, *, stream: bool) -> bool:
-        """Admission, auth and (unary) rate limit; raises Refusal. True when a slot was taken (release it)."""
+    def admit(self, call: Call, headers, *, stream: bool, deadline: float | None = None) -> bool:
+        """Admission, auth, (unary) rate limit and queue-wait bound; raises Refusal. True when a slot was taken
+        (release it)."""
         admission = self.policy.admission
         if admission is not None and not admission.acquire():
             raise self.policy.overloaded()
         try:
             self.policy.admit(call, headers, exempt=False, limited=True, anonymous_client=call.peer,
-                              rate_limit=not stream)
+                              rate_limit=not stream,
+                              remaining_s=None if deadline is None else deadline - time.monotonic())
         except BaseException:
             if admission is not None:
                 admission.release()
@@ -119,9 +121,9 @@ class Api:
             call, headers = self.begin(route.rpc, request.scope)
             held = False
             try:
-                held = self.admit(call, headers, stream=False)
-                message = await self._message(route, request)
                 deadline = self.deadline(headers)
+                held = self.admit(call, headers, stream=False, deadline=deadline)
+                message = await self._message(route, request)
                 token = CancelToken()
                 response = await self._run(request, token, lambda: handler(message, deadline, token))
                 self.policy.succeeded(call, response)

@@ -26,9 +26,10 @@ def screenshots_wanted() -> bool:
     return os.environ.get("SENTI_SCREENSHOTS") == "1"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
-    """One Chromium for the session."""
+    """One Chromium for the browser tests; closed after them, since Playwright's sync API keeps an event loop running in
+    this thread while it is open (asyncio.run in later tests would fail)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as error:

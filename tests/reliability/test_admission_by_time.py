@@ -1,0 +1,103 @@
+"""Admission by time: a call is refused at once only when its work could not start within the bound or its deadline."""
+import threading
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+
+from senti.client import RetryPolicy, SentiClient
+from senti.model.batcher import Batcher
+from senti.model.engine import Engine
+from senti.model.types import Encoded
+from tests.reliability.conftest import sample, serving
+
+WAIT = 30
+
+
+class GatedRunner:
+    """A runner that holds each batch at a gate until the test opens it."""
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def run(self, items):
+        self.entered.set()
+        assert self.gate.wait(WAIT), "the test never opened the gate"
+        return np.zeros((len(items), 2), np.float32)
+
+
+def encoded(length: int) -> Encoded:
+    return Encoded(ids=np.ones(length, np.int64), type_ids=np.zeros(length, np.int64), truncated=False)
+
+
+def test_the_estimate_is_queued_tokens_at_the_measured_cost():
+    runner = GatedRunner()
+    batcher = Batcher([runner], max_batch_size=1)
+    futures = []
+    try:
+        assert batcher.estimated_wait_s() == 0.0  # nothing measured yet: nothing is refused on a guess
+        runner.gate.set()
+        batcher.submit(encoded(10)).result(WAIT)  # one measured batch
+        runner.gate.clear()
+        runner.entered.clear()
+        futures.append(batcher.submit(encoded(10)))
+        assert runner.entered.wait(WAIT)  # the worker holds that one: the queue is exactly what comes next
+        futures += [batcher.submit(encoded(10)) for _ in range(3)]
+        three = batcher.estimated_wait_s()
+        futures += [batcher.submit(encoded(30)) for _ in range(3)]
+        assert three > 0 and batcher.queue_depth == 6
+        assert batcher.estimated_wait_s() == pytest.approx(three * 4, rel=1e-9)  # 120 tokens queued, not 30
+    finally:
+        runner.gate.set()
+        for future in futures:
+            future.result(WAIT)
+        batcher.close(WAIT)
+
+
+@pytest.fixture()
+def queue_estimate(monkeypatch):
+    """Sets what the engine estimates new work would wait (the estimate itself is tested above)."""
+    value = {"s": 0.0}
+    monkeypatch.setattr(Engine, "estimated_wait_s", lambda self: value["s"])
+    return value
+
+
+def test_calls_are_refused_only_past_the_bound_and_streams_and_health_stay_answered(tiny_bundle, queue_estimate):
+    with serving(tiny_bundle, http_port=0, max_queue_wait_ms=1000) as (running, _), \
+            SentiClient(f"127.0.0.1:{running.port}", timeout=30, retry=RetryPolicy(max_attempts=1)) as client:
+        queue_estimate["s"] = 0.9  # under the bound: admitted
+        assert client.predict("很好")
+        queue_estimate["s"] = 2.5
+        with pytest.raises(grpc.RpcError) as err:
+            client.predict("很好", timeout=30)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "about 2500 ms, past max_queue_wait_ms (1000 ms)" in err.value.details()
+        trailing = dict(err.value.trailing_metadata())
+        assert 1400 <= int(trailing["retry-after-ms"]) <= 1600
+        with pytest.raises(grpc.RpcError) as err:
+            client.classify_zero_shot("新闻", ["体育", "财经"])
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # streams, model info and health are never refused by the estimate
+        assert all(r.ok for r in client.stream([("1", "很好"), ("2", "很差")]))
+        assert client.info().models and client.health() == "SERVING"
+        with httpx.Client(base_url=f"http://127.0.0.1:{running.http_port}", timeout=30) as http:
+            refused = http.post("/v1/predict", json={"texts": ["很好"]})
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) == 2
+            assert http.get("/readyz").status_code == 200
+        assert sample(running.metrics, "senti_rejected_total", {"reason": "queue_wait"}) == 3
+
+
+def test_a_deadline_shorter_than_the_wait_is_refused_at_once(tiny_bundle, queue_estimate):
+    with serving(tiny_bundle, http_port=0, max_queue_wait_ms=0) as (running, _), \
+            SentiClient(f"127.0.0.1:{running.port}", retry=RetryPolicy(max_attempts=1)) as client:  # deadlines only
+        queue_estimate["s"] = 2.0
+        assert client.predict("很好", timeout=30)  # no bound but its own deadline, which the wait fits
+        with pytest.raises(grpc.RpcError) as err:
+            client.predict("很好", timeout=1.0)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "past its deadline" in err.value.details()
+        with httpx.Client(base_url=f"http://127.0.0.1:{running.http_port}", timeout=30) as http:
+            late = http.post("/v1/predict", json={"texts": ["很好"]}, headers={"grpc-timeout": "1S"})
+            assert late.status_code == 429 and "past its deadline" in late.json()["message"]
+            assert http.post("/v1/predict", json={"texts": ["很好"]}).status_code == 200

@@ -2,10 +2,11 @@
 
     .venv/bin/python -m loadtest.reliability.overload --seconds 30 --factor 5
 
-Reports: how fast the excess is refused (RESOURCE_EXHAUSTED latency), the accepted calls' p50/p99, health
-checks during the overload (all must be SERVING) and server RSS before, during and after (memory must not grow
-with the excess). Exit 1 when health failed, an answer was neither OK nor RESOURCE_EXHAUSTED, or RSS grew
-more than 5%. Targets only 127.0.0.1.
+Reports: how fast the excess is refused (RESOURCE_EXHAUSTED latency), the accepted calls' p50/p99 against the
+queue-wait bound (--max-queue-wait-ms, default 1000), goodput (answered OK per second) against the capacity
+measured in the same run, health checks during the overload (all must be SERVING) and server RSS before, during
+and after (memory must not grow with the excess). Exit 1 when health failed, an answer was neither OK nor
+RESOURCE_EXHAUSTED, or RSS grew more than 5%. Targets only 127.0.0.1.
 """
 import argparse
 import json
@@ -25,10 +26,11 @@ def main() -> int:
     parser.add_argument("--factor", type=float, default=5.0, help="arrival rate as a multiple of capacity")
     parser.add_argument("--capacity", type=float, default=0.0, help="requests/s; 0 = measure it first")
     parser.add_argument("--bundle", default="bundles/e5-small")
+    parser.add_argument("--max-queue-wait-ms", type=float, default=1000.0, help="the server's queue-wait bound")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     seconds = min(args.seconds, 300.0)
-    with server(bundle=args.bundle) as (proc, port):
+    with server("--max-queue-wait-ms", str(args.max_queue_wait_ms), bundle=args.bundle) as (proc, port):
         cap = args.capacity or capacity(port)
         rss_before = rss_mb(proc.pid)
         health_codes: dict[str, int] = {}
@@ -66,6 +68,9 @@ def main() -> int:
     report = {"test": "overload", "seconds": seconds, "capacity_rps": round(cap, 1),
               "rate_rps": round(args.factor * cap, 1), "sent": sent, "answered": outcomes.count(),
               "by_code": by_code, "health": health_codes,
+              "goodput_rps": round(outcomes.count("OK") / seconds, 1),
+              "goodput_ratio": round(outcomes.count("OK") / seconds / cap, 3),
+              "max_queue_wait_ms": args.max_queue_wait_ms,
               "health_p99_ms": round(sorted(health_latency)[int(0.99 * (len(health_latency) - 1))] * 1e3, 2)
               if health_latency else None,
               "rss_mb_before": round(rss_before, 1), "rss_mb_peak": round(rss_peak[0], 1),

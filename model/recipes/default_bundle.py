@@ -322,18 +322,53 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
     }
 
 
+def remove_stale_builds(out_dir: Path) -> list[Path]:
+    """Deletes what killed builds of out_dir left beside it (their pid is gone); returns what it removed.
+
+    A build writes into `.NAME.building-PID-*` and renames it into place only when complete, so a killed one
+    leaves only that folder (hundreds of MB), never a partial bundle at out_dir. A kill between the two renames
+    of a rebuild leaves the previous bundle as `.NAME.old-PID-*`: it is put back when out_dir is missing.
+    """
+    removed = []
+    for leftover in sorted(out_dir.parent.glob(f".{out_dir.name}.*-*")):
+        kind, _, rest = leftover.name[len(out_dir.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind not in ("building", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not out_dir.exists():
+            os.replace(leftover, out_dir)
+            continue
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed.append(leftover)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid runs (a build in progress)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def build_default_bundle(out_dir: Path, progress: bool = True, force: bool = False) -> Path:
     """Builds (or returns the cached) default bundle in out_dir; the directory is replaced atomically."""
     out_dir = Path(out_dir).resolve()
     files = input_files()
     checksums = {k: sha256_file(p) for k, p in files.items()}
     fingerprint = recipe_fingerprint(checksums)
+    if out_dir.parent.is_dir():
+        remove_stale_builds(out_dir)  # before the cache check: a restored previous bundle may be complete
     if not force and _cached(out_dir, fingerprint):
         return out_dir
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # temp dir next to the target so the final rename stays on one filesystem (atomic)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    # temp dir next to the target so the final rename stays on one filesystem (atomic); its name carries the
+    # builder's pid, so a later build can tell a killed build's leftovers from a running one's
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-{os.getpid()}-", dir=out_dir.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp creates 0700; the bundle should be readable like any build output
         meta = _build(tmp, files, checksums, fingerprint, progress)

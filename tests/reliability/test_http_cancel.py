@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from senti.v1 import senti_pb2 as pb
-from tests.reliability.conftest import sample
+from tests.reliability.conftest import sample, serving
 from tests.reliability.test_overload_and_cancel import WAIT, gated_server, hold_the_worker, items_run
 
 
@@ -101,3 +101,34 @@ def test_an_http_call_holds_a_slot_that_grpc_then_lacks(tiny_bundle, monkeypatch
         assert sock.recv(4096).startswith(b"HTTP/1.1 200 OK")
         sock.close()
         assert sample(running.metrics, "senti_rejected_total", {"reason": "concurrency"}) == 1
+
+
+def test_a_feed_holds_at_most_max_stream_in_flight_lines_in_the_engine(tiny_bundle, monkeypatch):
+    """However fast the upload, the feed submits a line only when an answer freed a slot."""
+    import threading
+    from senti.model.batcher import Batcher
+    in_flight, lines_sent = 3, 200
+    lock, outstanding, worst = threading.Lock(), [0], [0]
+    submit = Batcher.submit
+
+    def counted(batcher, encoded, deadline=None):
+        future = submit(batcher, encoded, deadline)
+        with lock:
+            outstanding[0] += 1
+            worst[0] = max(worst[0], outstanding[0])
+
+        def done(_):
+            with lock:
+                outstanding[0] -= 1
+        future.add_done_callback(done)
+        return future
+
+    with serving(tiny_bundle, http_port=0, max_stream_in_flight=in_flight, cache_size=0) as (running, client):
+        monkeypatch.setattr(Batcher, "submit", counted)
+        body = "".join(json.dumps({"id": str(i), "text": f"第{i}条"}, ensure_ascii=False) + "\n"
+                       for i in range(lines_sent)).encode()
+        with httpx.Client(base_url=f"http://127.0.0.1:{running.http_port}", timeout=WAIT) as http:
+            answers = http.post("/v1/predict:stream", content=body, headers={"content-type": "application/x-ndjson"})
+    ids = sorted(int(json.loads(line)["id"]) for line in answers.text.split("\n") if line)
+    assert ids == list(range(lines_sent))
+    assert 1 <= worst[0] <= in_flight

@@ -133,11 +133,12 @@ class Batcher:
         """Items waiting for a worker."""
         return len(self._pending)
 
-    def estimated_wait_s(self) -> float:
-        """How long an item queued now would wait for a worker: the queued tokens at the measured cost per
-        padded token, shared by the workers (0 before the first batch has been measured)."""
+    def estimated_wait_s(self, tokens_ahead: int = 0) -> float:
+        """How long an item queued now would wait for a worker: the work ahead of it (the queued tokens, or
+        `tokens_ahead` when the caller knows of more, such as calls admitted but not yet queued) at the measured
+        cost per padded token, shared by the workers (0 before the first batch has been measured)."""
         cost = self._seconds_per_token
-        return 0.0 if cost is None else self._pending_tokens * cost / len(self._workers)
+        return 0.0 if cost is None else max(self._pending_tokens, tokens_ahead) * cost / len(self._workers)
 
     def submit(self, encoded: Encoded, deadline: float | None = None) -> Future:
         """Queues one item; raises Overloaded when the queue is full and NotReady once closed."""
@@ -268,7 +269,7 @@ class DirectExecutor:
         """Direct execution keeps no queue of its own."""
         return 0
 
-    def estimated_wait_s(self) -> float:
+    def estimated_wait_s(self, tokens_ahead: int = 0) -> float:
         """No queue of its own to estimate: callers wait for a session in the thread pool."""
         return 0.0
 

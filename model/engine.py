@@ -427,9 +427,10 @@ class Engine:
         """Items waiting in every model's queue."""
         return sum(model.executor.queue_depth for model in self.models)
 
-    def estimated_wait_s(self) -> float:
-        """How long new work would wait in the longest of the models' queues (admission by time reads it)."""
-        return max(model.executor.estimated_wait_s() for model in self.models)
+    def estimated_wait_s(self, tokens_ahead: int = 0) -> float:
+        """How long new work would wait to start in the slowest of the models' queues, `tokens_ahead` being the
+        work the caller knows is ahead of it (admission by time reads it)."""
+        return max(model.executor.estimated_wait_s(tokens_ahead) for model in self.models)
 
 
 def _ranked(labels: Sequence[str], scores: np.ndarray, truncated: bool, timing: Timing) -> ZeroShot:

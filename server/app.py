@@ -172,7 +172,7 @@ def start_server(settings: Settings, engine: Engine, metrics: Metrics | None = N
     policy = Policy(
         metrics, admission=admission, authenticator=Authenticator(settings.tokens()), rate_limiter=rate_limiter,
         tracer=tracing.make_tracer(settings.tracing, settings.otlp_endpoint, tracer_provider=tracer_provider),
-        queue_wait=lambda: slot.current.estimated_wait_s(),
+        queue_wait=lambda tokens_ahead: slot.current.estimated_wait_s(tokens_ahead),
         max_queue_wait_s=settings.max_queue_wait_ms / 1000 if settings.max_queue_wait_ms > 0 else None)
     interceptor = ServingInterceptor(policy)
     metrics.bind_engine(slot, settings.mode, VERSION)

@@ -109,8 +109,7 @@ class ServingInterceptor(grpc.ServerInterceptor):
             if refused:
                 raise self.policy.overloaded()
             self.policy.admit(call, context.invocation_metadata(), exempt=exempt, limited=limited,
-                              anonymous_client=_client_of(context), rate_limit=rate_limit,
-                              remaining_s=_remaining(context))
+                              anonymous_client=_client_of(context), rate_limit=rate_limit)
         except Refusal as refusal:
             self._abort(call, context, refusal)
 
@@ -121,6 +120,10 @@ class ServingInterceptor(grpc.ServerInterceptor):
                 self._admit(call, context, exempt, limited, refused)
                 if isinstance(request, _Undecodable):
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, _undecodable_message(request))
+                try:
+                    self.policy.admit_work(call, request, _remaining(context))
+                except Refusal as refusal:
+                    self._abort(call, context, refusal)
                 response = behavior(request, context)
                 call.code = _code_of(context)
                 if call.code is grpc.StatusCode.OK:

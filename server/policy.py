@@ -5,14 +5,17 @@ gRPC's interceptor (interceptors.py) and the HTTP app (http/) call the same meth
 2. `overloaded` when admission refused the call (at most max_concurrent_rpcs SentiService calls at once,
    over both transports: a backstop for threads): RESOURCE_EXHAUSTED with a retry hint of a typical call time;
 3. `admit`: bearer-token auth (health is exempt), then the per-client rate limit of unary calls (a stream pays
-   one token per item instead, `item_wait`), then admission by time: a unary call is refused at once only
-   when the engine's queue would keep its work from starting within max_queue_wait_ms or its own deadline;
+   one token per item instead, `item_wait`); then, once the request is read, `admit_work`: admission by time,
+   which refuses a Predict or ClassifyZeroShot call at once only when the work already admitted ahead of it
+   (at the engine's measured cost per token) would keep its own from starting within max_queue_wait_ms or
+   before its deadline;
 4. the handler; then `finish`: status code, latency and phase times to the metrics, one JSON access-log line.
 A refusal is raised as `Refusal`, which each transport turns into its own status and retry header.
 """
 import logging
 import math
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -64,6 +67,7 @@ class Call:
     peer: str
     client: str = ""
     code: grpc.StatusCode = grpc.StatusCode.OK
+    tokens: int = 0  # the work this call was admitted with (admission by time counts it until the call ends)
     log_token: object = None
     span: object = None
 
@@ -73,11 +77,13 @@ class Policy:
 
     def __init__(self, metrics: Metrics, *, admission: Admission | None = None,
                  authenticator: Authenticator | None = None, rate_limiter: RateLimiter | None = None, tracer=None,
-                 queue_wait: Callable[[], float] | None = None, max_queue_wait_s: float | None = None):
+                 queue_wait: Callable[[int], float] | None = None, max_queue_wait_s: float | None = None):
         self.metrics = metrics
         self.admission = admission
-        self.queue_wait = queue_wait  # the engine's estimate of how long new work waits to start
+        self.queue_wait = queue_wait  # the engine's estimate of the wait, given the tokens admitted ahead
         self.max_queue_wait_s = max_queue_wait_s
+        self._work_lock = threading.Lock()
+        self._admitted_tokens = 0  # of admitted unary calls not yet finished, queued or not
         self.authenticator = authenticator if authenticator is not None and authenticator.enabled else None
         self.rate_limiter = rate_limiter
         self.tracer = tracer
@@ -104,9 +110,8 @@ class Policy:
                        f"retry after {retry_ms} ms, or on another replica", retry_ms)
 
     def admit(self, call: Call, headers, *, exempt: bool, limited: bool, anonymous_client: str,
-              rate_limit: bool = True, remaining_s: float | None = None) -> None:
-        """Auth, then the rate limit and the queue-wait bound of unary calls (`remaining_s`: the time left of
-        the caller's deadline); raises Refusal when refused."""
+              rate_limit: bool = True) -> None:
+        """Auth, then the rate limit of unary calls; raises Refusal when refused."""
         identity = None
         if self.authenticator is not None and not exempt:
             identity = self.authenticator.client(tuple(headers or ()))
@@ -123,16 +128,23 @@ class Policy:
                 raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"rate limit of {self.rate_limiter.rate:g} requests/s exceeded; "
                               f"retry after {retry_ms} ms", retry_ms)
-        if limited and rate_limit and call.rpc in TIMED and self.queue_wait is not None:
-            self._check_queue_wait(remaining_s)
 
-    def _check_queue_wait(self, remaining_s: float | None) -> None:
-        """Refuses a call whose work could not start in time: within max_queue_wait_ms, nor before its deadline."""
-        bounds = [b for b in (self.max_queue_wait_s, remaining_s) if b is not None]
-        if not bounds:
+    def admit_work(self, call: Call, request, remaining_s: float | None) -> None:
+        """Admission by time for a Predict or ClassifyZeroShot request (`remaining_s`: what is left of the
+        caller's deadline): refuses it (raises Refusal) when its work could not start within max_queue_wait_ms
+        nor before its deadline; else counts its work as ahead of later calls until it finishes."""
+        if call.rpc not in TIMED or self.queue_wait is None:
             return
-        wait, bound = self.queue_wait(), min(bounds)
-        if wait <= bound:
+        tokens = sum(len(text) + 2 for text in request.texts)  # characters as tokens: known before tokenising
+        bounds = [b for b in (self.max_queue_wait_s, remaining_s) if b is not None]
+        with self._work_lock:
+            ahead = self._admitted_tokens
+        wait = self.queue_wait(ahead)
+        bound = min(bounds) if bounds else None
+        if bound is None or wait <= bound:
+            with self._work_lock:
+                self._admitted_tokens += tokens
+            call.tokens = tokens
             return
         self.metrics.rejected.labels("queue_wait").inc()
         retry_ms = max(1, math.ceil((wait - bound) * 1000))
@@ -169,6 +181,9 @@ class Policy:
         """Ends a call: status and latency to the metrics, the span, one access-log line."""
         latency = time.monotonic() - call.started
         code = call.code.name
+        if call.tokens:
+            with self._work_lock:
+                self._admitted_tokens -= call.tokens
         self.metrics.requests.labels(call.rpc, code, call.transport).inc()
         self.metrics.latency.labels(call.rpc, call.transport).observe(latency)
         self.metrics.in_flight.labels(call.rpc, call.transport).dec()

@@ -14,10 +14,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from senti.model.recipes import structbert_layout as layout_mod
 from senti.model.recipes.provenance import sha256_file
+from senti.model.recipes.structbert_layout import CheckpointError, Layout, read_layout
 
 FORMAT_VERSION = 1
-DEFAULT_MAX_LENGTH = 512  # ModelScope's sequence_length default for both pipelines
+DEFAULT_MAX_LENGTH = layout_mod.PIPELINE_SEQUENCE_LENGTH  # both pipelines' sequence_length
 ONNX_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 ONNX_OUTPUT = "logits"
 # Fixed in ModelScope's ZeroShotClassificationPipeline.__init__, not read from the checkpoint.
@@ -25,7 +27,7 @@ NLI_ENTAILMENT_ID = 0
 NLI_CONTRADICTION_ID = 2
 HUB_PROBE_TIMEOUT_S = 3.0
 DEFAULT_ENDPOINT = "https://modelscope.cn"  # modelscope_hub.constants.DEFAULT_ENDPOINT
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_FILES = layout_mod.WEIGHT_FILES
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 # configuration.json `task` / `pipeline.type` values -> our task kind.
@@ -40,16 +42,6 @@ _TASK_KINDS = {
     "nli": "nli",
 }
 
-# ModelScope/TF-era parameter names -> transformers BertForSequenceClassification names.
-_SUFFIX_RENAMES = ((".gamma", ".weight"), (".beta", ".bias"))
-_BACKBONE_TOP = ("embeddings.", "encoder.", "pooler.")
-_IGNORED_PREFIXES = ("cls.",)  # MLM/NSP heads some checkpoints still carry
-_IGNORED_SUFFIXES = ("position_ids", "embeddings.token_type_ids")  # buffers, not weights
-
-
-class CheckpointError(ValueError):
-    """A StructBERT checkpoint folder is incomplete or inconsistent."""
-
 
 class HubUnreachableError(RuntimeError):
     """The ModelScope hub cannot be reached and the model is not in the local cache."""
@@ -61,106 +53,47 @@ def _log(progress: bool, msg: str) -> None:
         print(f"[structbert] {msg}", file=sys.stderr, flush=True)
 
 
-def _read_json(path: Path) -> dict | None:
-    """Parsed JSON object, or None when the file is absent."""
-    if not path.is_file():
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+_read_json = layout_mod.read_json
 
 
 # ----------------------------------------------------------------------------- labels
 
 
-def _id2label_to_label2id(id2label: dict) -> dict:
-    """Inverts id2label the way ModelScope does ({label: id})."""
-    return {label: idx for idx, label in id2label.items()}
+def resolve_labels(folder: Path, kind: str = "sentiment") -> list[str]:
+    """Labels in id order, from where ModelScope's pipeline takes them (structbert_layout cites the code).
 
-
-def _label2id_from_configuration(cfg: dict) -> dict | None:
-    """configuration.json: model.label2id, model.id2label, preprocessor.label2id, preprocessor.id2label."""
-    for section in ("model", "preprocessor"):
-        block = cfg.get(section)
-        if not isinstance(block, dict):
-            continue
-        if block.get("label2id"):
-            return dict(block["label2id"])
-        if block.get("id2label"):
-            return _id2label_to_label2id(block["id2label"])
-    return None
-
-
-def _label2id_from_config(cfg: dict) -> dict | None:
-    """config.json: label2id first, then id2label (ModelScope's order)."""
-    if cfg.get("label2id"):
-        return dict(cfg["label2id"])
-    if cfg.get("id2label"):
-        return _id2label_to_label2id(cfg["id2label"])
-    return None
-
-
-def _labels_in_id_order(label2id: dict, where: str) -> list[str]:
-    """[label for id 0, 1, ...]; ids must be exactly 0..n-1 so logits columns map one-to-one."""
-    by_id = {int(idx): str(label) for label, idx in label2id.items()}
-    if sorted(by_id) != list(range(len(label2id))):
-        raise CheckpointError(f"label ids in {where} are not 0..{len(label2id) - 1}: {sorted(by_id)}")
-    return [by_id[i] for i in range(len(by_id))]
-
-
-def resolve_labels(folder: Path) -> list[str]:
-    """Labels in id order, using ModelScope's parse_label_mapping precedence.
-
-    label_mapping.json, then configuration.json (model.label2id/id2label, then
-    preprocessor.label2id/id2label), then config.json (label2id, then id2label).
+    sentiment: the text-classification pipeline answers with its preprocessor's id2label: configuration.json
+    preprocessor(.val).label2id, then parse_label_mapping (label_mapping.json; configuration.json model.label2id,
+    model.id2label, preprocessor.label2id, preprocessor.id2label; config.json label2id, id2label).
+    nli: the zero-shot pipeline never names the model's columns; the bundle names them as the model's config
+    does (configuration.json model.label2id/id2label, parse_label_mapping, then config.json num_labels as
+    LABEL_0..n-1).
     """
     folder = Path(folder)
-    sources = (
-        ("label_mapping.json", lambda d: dict(d) if d else None),
-        ("configuration.json", _label2id_from_configuration),
-        ("config.json", _label2id_from_config),
-    )
-    for name, extract in sources:
-        data = _read_json(folder / name)
-        label2id = extract(data) if data is not None else None
-        if label2id:
-            return _labels_in_id_order(label2id, str(folder / name))
-    raise CheckpointError(
-        f"no labels in {folder}: expected label_mapping.json, configuration.json model.id2label "
-        "or config.json id2label/label2id")
+    if kind == "nli":
+        layout = read_layout(folder)
+        return list(layout.model_labels or [])
+    labels, _ = layout_mod.pipeline_labels(folder)
+    if not labels:
+        raise CheckpointError(
+            f"no labels in {folder}: ModelScope's text-classification pipeline would answer bare class ids. "
+            "Expected configuration.json preprocessor.val.label2id (or preprocessor.label2id), label_mapping.json, "
+            "configuration.json model.label2id/id2label, or config.json label2id/id2label")
+    return labels
 
 
 # ----------------------------------------------------------------------------- model
 
 
-def _backbone_prefix(folder: Path) -> str:
-    """Attribute name of the encoder in the checkpoint (configuration.json model.backbone.prefix, else 'bert')."""
-    cfg = _read_json(folder / "configuration.json") or {}
-    backbone = (cfg.get("model") or {}).get("backbone") or {}
-    return backbone.get("prefix") or "bert"
-
-
-def _architecture(folder: Path) -> dict:
-    """Architecture fields from config.json, falling back to configuration.json model(.backbone)."""
-    cfg = _read_json(folder / "config.json")
-    if cfg is None:
-        model = (_read_json(folder / "configuration.json") or {}).get("model") or {}
-        cfg = model.get("backbone") or model
-    if "hidden_size" not in cfg:
-        raise CheckpointError(f"no BERT architecture (hidden_size, ...) in {folder}/config.json")
-    return cfg
-
-
-def _bert_config(folder: Path, labels: list[str]):
-    """transformers BertConfig built by hand: AutoConfig rejects model_type 'structbert'."""
+def _bert_config(layout: Layout, labels: list[str]):
+    """transformers BertConfig built by hand from the layout's architecture: AutoConfig rejects 'structbert'."""
     from transformers import BertConfig
 
-    arch = _architecture(folder)
-    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-            "intermediate_size", "hidden_act", "max_position_embeddings", "type_vocab_size",
-            "layer_norm_eps", "pad_token_id", "position_embedding_type", "initializer_range")
-    kwargs = {k: arch[k] for k in keys if arch.get(k) is not None}
+    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+            "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id",
+            "position_embedding_type", "initializer_range")
     config = BertConfig(
-        **kwargs,
+        **{k: layout.arch[k] for k in keys},
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
@@ -168,14 +101,6 @@ def _bert_config(folder: Path, labels: list[str]):
     )
     config._attn_implementation = "eager"  # plain MatMul/Softmax graph: exports and quantizes cleanly
     return config
-
-
-def _weights_file(folder: Path) -> Path:
-    """model.safetensors if present, else pytorch_model.bin."""
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    raise CheckpointError(f"no weights in {folder}: expected one of {', '.join(WEIGHT_FILES)}")
 
 
 def _load_state_dict(path: Path) -> dict:
@@ -187,67 +112,52 @@ def _load_state_dict(path: Path) -> dict:
 
         return load_file(str(path))
     sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path} does not hold a state dict (found {type(sd).__name__})")
     return sd
 
 
-def _rename_key(key: str, prefix: str) -> str | None:
-    """ModelScope parameter name -> BertForSequenceClassification name; None for keys we drop."""
-    if key.startswith("module."):  # saved from DataParallel
-        key = key[len("module."):]
-    for old, new in _SUFFIX_RENAMES:
-        if key.endswith(old) and "LayerNorm" in key:
-            key = key[: -len(old)] + new
-    if key.startswith("head.classifier."):  # ModelForTextClassification (backbone + head) layout
-        key = key[len("head."):]
-    if prefix != "bert" and key.startswith(prefix + "."):
-        key = "bert." + key[len(prefix) + 1:]
-    if key.startswith(_BACKBONE_TOP):  # bare backbone keys (no prefix)
-        key = "bert." + key
-    if key.startswith(_IGNORED_PREFIXES) or key.endswith(_IGNORED_SUFFIXES):
-        return None
-    return key
+def _apply_weights(model, sd: dict) -> None:
+    """Loads exactly the model's parameters (shapes were checked against the layout)."""
+    model.load_state_dict({k: sd[k] for k, _ in model.named_parameters()}, strict=False)
 
 
-def _remap_state_dict(sd: dict, prefix: str) -> dict:
-    """Renames every tensor; drops buffers and pre-training heads."""
-    out = {}
-    for key, tensor in sd.items():
-        new = _rename_key(key, prefix)
-        if new is not None:
-            out[new] = tensor
-    return out
-
-
-def _apply_weights(model, sd: dict, source: Path) -> None:
-    """Loads weights strictly on parameters; missing or mis-shaped ones fail with their names."""
-    expected = dict(model.named_parameters())
-    missing = sorted(k for k in expected if k not in sd)
-    if missing:
-        shown = ", ".join(missing[:8]) + (f" ... (+{len(missing) - 8} more)" if len(missing) > 8 else "")
-        raise CheckpointError(
-            f"{source} lacks {len(missing)} StructBERT weight(s): {shown}. "
-            f"Found keys like: {', '.join(sorted(sd)[:5])}")
-    bad = [f"{k} {tuple(sd[k].shape)} != {tuple(p.shape)}" for k, p in expected.items()
-           if tuple(sd[k].shape) != tuple(p.shape)]
-    if bad:
-        raise CheckpointError(f"{source}: weight shapes do not match config.json: {'; '.join(bad[:5])}")
-    model.load_state_dict({k: sd[k] for k in expected}, strict=False)
-
-
-def load_structbert(folder: Path):
-    """(transformers BertForSequenceClassification in eval mode, labels in id order) from a ModelScope folder."""
+def _load(folder: Path, kind: str | None = None, progress: bool = False):
+    """(model in eval mode, labels, layout) for `kind` ('sentiment' or 'nli'; read from the folder when None)."""
     from transformers import BertForSequenceClassification
 
     folder = Path(folder)
-    labels = resolve_labels(folder)
-    config = _bert_config(folder, labels)
-    model = BertForSequenceClassification(config)
-    weights = _weights_file(folder)
-    sd = _remap_state_dict(_load_state_dict(weights), _backbone_prefix(folder))
-    _apply_weights(model, sd, weights)
-    return model.eval(), labels
+    if kind is None:
+        try:
+            kind = detect_task(folder)
+        except ValueError:
+            kind = "sentiment"
+    layout = read_layout(folder)
+    _log(progress, f"layout: {layout.described}")
+    for note in layout.notes:
+        _log(progress, f"note: {note}")
+    labels = resolve_labels(folder, kind)
+    if kind == "sentiment":
+        source = layout_mod.pipeline_labels(folder)[1]
+        if layout.num_labels is not None and len(labels) != layout.num_labels:
+            raise CheckpointError(
+                f"{folder}: the pipeline's {len(labels)} labels ({source}) do not match the {layout.num_labels} "
+                f"classes ModelScope builds the model with ({layout.num_labels_source})")
+    model = BertForSequenceClassification(_bert_config(layout, labels))
+    sd = layout_mod.remap_state_dict(layout, _load_state_dict(layout.weights))
+    expected = dict(model.named_parameters())
+    layout_mod.check_shapes(layout, sd, expected)
+    if tuple(sd["classifier.weight"].shape)[0] != len(labels):
+        raise CheckpointError(f"{layout.weights}: the classifier has {tuple(sd['classifier.weight'].shape)[0]} "
+                              f"rows for {len(labels)} labels {labels}")
+    _apply_weights(model, sd)
+    return model.eval(), labels, layout
+
+
+def load_structbert(folder: Path, kind: str | None = None):
+    """(transformers BertForSequenceClassification in eval mode, labels in id order) from a ModelScope folder."""
+    model, labels, _ = _load(folder, kind)
+    return model, labels
 
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -332,13 +242,18 @@ def hub_reachable(endpoint: str | None = None, timeout: float = HUB_PROBE_TIMEOU
     return bool(result and result[0])
 
 
+def build_command(source: str) -> str:
+    """The `senti-model` command line that builds `source` (a folder or model id) into bundles/NAME."""
+    return f"senti-model structbert {source} --out bundles/{bundle_name(source)}"
+
+
 def _offline_hint(model_id: str, endpoint: str) -> str:
     """What to tell the user when the hub cannot be reached."""
     name = model_id.rsplit("/", 1)[-1]
     return (
         f"cannot reach the ModelScope hub at {endpoint} and '{model_id}' is not in the local "
         f"ModelScope cache. Download it elsewhere (e.g. `modelscope download {model_id} "
-        f"--local-dir ./{name}`), copy the folder here and run: senti-model build structbert /path/to/{name}")
+        f"--local-dir ./{name}`), copy the folder here and run: {build_command(f'/path/to/{name}')}")
 
 
 def fetch_checkpoint(model_id_or_folder: str, cache_dir: Path | None = None) -> Path:
@@ -353,7 +268,7 @@ def fetch_checkpoint(model_id_or_folder: str, cache_dir: Path | None = None) -> 
     except ImportError as e:
         raise RuntimeError(f"'{model_id_or_folder}' looks like a ModelScope id but the hub client is missing: "
                            "pip install modelscope==1.40.2 (not modelscope[nlp]), or pass a local folder: "
-                           "senti-model build structbert /path/to/folder") from e
+                           "senti-model structbert /path/to/folder --out bundles/NAME") from e
 
     # Resolved per call: modelscope-hub memoizes its cache root on first use, so a later
     # MODELSCOPE_CACHE change (another build, a test) would otherwise be ignored.
@@ -447,7 +362,7 @@ def _versions() -> dict:
 
 
 def _bundle_json(name: str, kind: str, labels: list[str], source: str, folder: Path,
-                 quantize: bool, max_length: int) -> dict:
+                 quantize: bool, max_length: int, layout: dict | None = None) -> dict:
     """bundle.json contents (the schema the serving engine reads)."""
     nli = kind == "nli"
     files = {"model": "model.onnx" if quantize else "model.fp32.onnx",
@@ -473,6 +388,8 @@ def _bundle_json(name: str, kind: str, labels: list[str], source: str, folder: P
         "built_with": _versions(),
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if layout:
+        doc["provenance"]["modelscope_layout"] = layout
     return doc
 
 
@@ -483,10 +400,14 @@ def _check_nli_labels(labels: list[str]) -> None:
                               f"entailment id {NLI_ENTAILMENT_ID} and contradiction id {NLI_CONTRADICTION_ID}")
 
 
-def _max_length(folder: Path) -> int:
-    """512 (ModelScope's default) unless the model has fewer positions."""
-    positions = _architecture(folder).get("max_position_embeddings") or DEFAULT_MAX_LENGTH
-    return min(DEFAULT_MAX_LENGTH, int(positions))
+def _max_length(folder: Path, layout: Layout) -> tuple[int, str]:
+    """ModelScope's truncation length (configuration.json preprocessor max_length, else 512), capped at the
+    model's positions (ModelScope itself fails on inputs longer than those)."""
+    length, source = layout_mod.max_length(folder)
+    positions = int(layout.arch["max_position_embeddings"])
+    if positions < length:
+        return positions, f"{layout.arch_sources['max_position_embeddings']} (below {length} from {source})"
+    return length, source
 
 
 def _install(tmp: Path, out_dir: Path) -> None:
@@ -509,11 +430,15 @@ def build_structbert_bundle(source: str, out_dir: Path, task: str | None = None,
     folder = fetch_checkpoint(str(source))
     _log(progress, f"checkpoint: {folder}")
     kind = detect_task(folder, task)
-    model, labels = load_structbert(folder)
+    model, labels, layout = _load(folder, kind, progress)
     if kind == "nli":
         _check_nli_labels(labels)
-    _log(progress, f"task={kind} labels={labels}")
-    max_length = _max_length(folder)
+    labels_source = (layout_mod.pipeline_labels(folder)[1] if kind == "sentiment" else layout.model_labels_source)
+    max_length, length_source = _max_length(folder, layout)
+    _log(progress, f"task={kind} labels={labels} ({labels_source}) max_length={max_length} ({length_source})")
+    described = {"loader": layout.loader, "prefix": layout.prefix, "prefix_source": layout.prefix_source,
+                 "labels_source": labels_source, "max_length_source": length_source,
+                 "weights": layout.weights.name, "notes": list(layout.notes)}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -524,7 +449,8 @@ def build_structbert_bundle(source: str, out_dir: Path, task: str | None = None,
         if quantize:
             _log(progress, "quantizing INT8 (per-channel)")
             quantize_int8(tmp / "model.fp32.onnx", tmp / "model.onnx")
-        doc = _bundle_json(bundle_name(str(source)), kind, labels, str(source), folder, quantize, max_length)
+        doc = _bundle_json(bundle_name(str(source)), kind, labels, str(source), folder, quantize, max_length,
+                           described)
         (tmp / "bundle.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         _install(tmp, out_dir)
     except BaseException:

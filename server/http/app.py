@@ -81,16 +81,14 @@ class Api:
         headers = header_pairs(scope)
         return self.policy.begin(rpc, "http", headers, peer_host(scope)), headers
 
-    def admit(self, call: Call, headers, *, stream: bool, deadline: float | None = None) -> bool:
-        """Admission, auth, (unary) rate limit and queue-wait bound; raises Refusal. True when a slot was taken
-        (release it)."""
+    def admit(self, call: Call, headers, *, stream: bool) -> bool:
+        """Admission, auth and (unary) rate limit; raises Refusal. True when a slot was taken (release it)."""
         admission = self.policy.admission
         if admission is not None and not admission.acquire():
             raise self.policy.overloaded()
         try:
             self.policy.admit(call, headers, exempt=False, limited=True, anonymous_client=call.peer,
-                              rate_limit=not stream,
-                              remaining_s=None if deadline is None else deadline - time.monotonic())
+                              rate_limit=not stream)
         except BaseException:
             if admission is not None:
                 admission.release()
@@ -122,8 +120,9 @@ class Api:
             held = False
             try:
                 deadline = self.deadline(headers)
-                held = self.admit(call, headers, stream=False, deadline=deadline)
+                held = self.admit(call, headers, stream=False)
                 message = await self._message(route, request)
+                self.policy.admit_work(call, message, None if deadline is None else deadline - time.monotonic())
                 token = CancelToken()
                 response = await self._run(request, token, lambda: handler(message, deadline, token))
                 self.policy.succeeded(call, response)

@@ -60,7 +60,7 @@ def test_the_estimate_is_queued_tokens_at_the_measured_cost():
 def queue_estimate(monkeypatch):
     """Sets what the engine estimates new work would wait (the estimate itself is tested above)."""
     value = {"s": 0.0}
-    monkeypatch.setattr(Engine, "estimated_wait_s", lambda self: value["s"])
+    monkeypatch.setattr(Engine, "estimated_wait_s", lambda self, tokens_ahead=0: value["s"])
     return value
 
 
@@ -101,3 +101,23 @@ def test_a_deadline_shorter_than_the_wait_is_refused_at_once(tiny_bundle, queue_
             late = http.post("/v1/predict", json={"texts": ["很好"]}, headers={"grpc-timeout": "1S"})
             assert late.status_code == 429 and "past its deadline" in late.json()["message"]
             assert http.post("/v1/predict", json={"texts": ["很好"]}).status_code == 200
+
+
+def test_work_admitted_ahead_counts_until_its_call_ends():
+    from senti.server.metrics import Metrics
+    from senti.server.policy import Policy, Refusal
+    from senti.v1 import senti_pb2 as pb
+    policy = Policy(Metrics(), queue_wait=lambda tokens_ahead: tokens_ahead * 0.001, max_queue_wait_s=0.1)
+    request = pb.PredictRequest(texts=["好" * 48])  # 48 characters + 2: 50 tokens of work
+    calls = [policy.begin("Predict", "grpc", (), "test") for _ in range(4)]
+    for call in calls[:3]:  # 0, 50 and 100 tokens ahead: waits of 0, 50 and 100 ms fit the 100 ms bound
+        policy.admit_work(call, request, remaining_s=None)
+    with pytest.raises(Refusal) as refused:
+        policy.admit_work(calls[3], request, remaining_s=None)  # 150 ahead: 150 ms
+    assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and refused.value.retry_after_ms == 50
+    policy.finish(calls[0])  # a call ends: its work is no longer ahead of anyone
+    policy.admit_work(calls[3], request, remaining_s=None)
+    with pytest.raises(Refusal):
+        policy.admit_work(policy.begin("Predict", "grpc", (), "test"), request, remaining_s=0.05)  # deadline
+    info = policy.begin("GetModelInfo", "grpc", (), "test")
+    policy.admit_work(info, pb.PredictRequest(texts=["好" * 10000]), remaining_s=0.0)  # never refused by time

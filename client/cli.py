@@ -7,7 +7,7 @@ from typing import Iterator
 
 import grpc
 
-from .evaluate import evaluate, read_items
+from .evaluate import evaluate, read_examples, read_items
 from .sdk import SentiClient
 
 
@@ -23,9 +23,15 @@ def cmd_predict(client: SentiClient, args) -> None:
 
 
 def cmd_zeroshot(client: SentiClient, args) -> None:
-    labels = [label.strip() for label in args.labels.split(",")]
+    examples = read_examples(Path(args.examples)) if args.examples else None
+    if args.labels:
+        labels = [label.strip() for label in args.labels.split(",")]
+    elif examples:
+        labels = list(examples)
+    else:
+        raise SystemExit("senti zeroshot: give --labels, or --examples to take the labels from")
     for text, r in zip(args.texts, client.classify_zero_shot(args.texts, labels, template=args.template,
-                                                              multi_label=args.multi_label)):
+                                                              multi_label=args.multi_label, examples=examples)):
         _print({"text": text, "labels": [[label, round(score, 4)] for label, score in r.labels]})
 
 
@@ -57,7 +63,9 @@ def cmd_info(client: SentiClient, args) -> None:
 
 
 def cmd_eval(client: SentiClient, args) -> None:
-    report = evaluate(client, read_items(Path(args.file)), task=args.task, template=args.template)
+    examples = read_examples(Path(args.examples)) if args.examples else None
+    report = evaluate(client, read_items(Path(args.file)), task=args.task, template=args.template,
+                      examples=examples)
     if args.json:
         _print(report.as_dict())
     else:
@@ -76,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_predict)
     p = sub.add_parser("zeroshot", help="classify texts into labels named here")
     p.add_argument("texts", nargs="+")
-    p.add_argument("--labels", required=True, help="comma-separated candidate labels")
+    p.add_argument("--labels", default="", help="comma-separated candidate labels (default: those of --examples)")
     p.add_argument("--template", default="", help="hypothesis template with {} (default: the model's)")
     p.add_argument("--multi-label", action="store_true")
+    p.add_argument("--examples", default="", metavar="FILE.jsonl",
+                   help='few-shot examples: JSON lines {"text", "label"} (embedding bundles only)')
     p.set_defaults(run=cmd_zeroshot)
     p = sub.add_parser("stream", help="JSON lines {id,text} (or plain lines) on stdin -> JSON lines out")
     p.add_argument("--strict", action="store_true")
@@ -89,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--task", choices=["auto", "sentiment", "zeroshot"], default="auto")
     p.add_argument("--template", default="", help="zero-shot hypothesis template")
+    p.add_argument("--examples", default="", metavar="FILE.jsonl",
+                   help='few-shot examples sent with every request: JSON lines {"text", "label"}')
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=cmd_eval)
     return parser
@@ -104,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         except grpc.RpcError as error:
             print(f"senti: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
+        except ValueError as error:  # a malformed --examples file, examples with --task sentiment
+            print(f"senti: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

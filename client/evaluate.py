@@ -58,20 +58,32 @@ def read_items(path: Path) -> list[tuple[str, str]]:
     return items
 
 
+def read_examples(path: Path) -> dict[str, list[str]]:
+    """Few-shot examples {label: [texts]} from a JSON-lines file of {"text", "label"}, labels in file order."""
+    examples: dict[str, list[str]] = {}
+    for text, label in read_items(path):
+        examples.setdefault(label, []).append(text)
+    return examples
+
+
 def evaluate(client: SentiClient, items: list[tuple[str, str]], task: str = "auto", template: str = "",
-             batch_size: int = 32) -> Report:
-    """Runs the items through Predict (sentiment) or ClassifyZeroShot (labels found in the file)."""
-    labels = sorted({label for _, label in items})
+             batch_size: int = 32, examples: dict[str, list[str]] | None = None) -> Report:
+    """Runs the items through Predict (sentiment) or ClassifyZeroShot (labels found in the file, and in the
+    examples); with examples it is few-shot ClassifyZeroShot, the same examples sent with every batch."""
+    labels = sorted({label for _, label in items} | set(examples or ()))
+    if examples and task == "sentiment":
+        raise ValueError("examples are for zero-shot: leave --task out or set it to zeroshot")
     if task == "auto":
-        task = "sentiment" if set(labels) <= SENTIMENT_LABELS else "zeroshot"
-    report = Report(task, labels)
+        task = "zeroshot" if examples or not set(labels) <= SENTIMENT_LABELS else "sentiment"
+    report = Report("fewshot" if examples else task, labels)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         texts = [text for text, _ in chunk]
         if task == "sentiment":
             predicted = [p.polarity or p.label for p in client.predict(texts)]
         else:
-            predicted = [r.best for r in client.classify_zero_shot(texts, labels, template=template)]
+            predicted = [r.best for r in client.classify_zero_shot(texts, labels, template=template,
+                                                                   examples=examples)]
         for (_, gold), guess in zip(chunk, predicted):
             report.add(gold, guess)
     return report

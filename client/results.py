@@ -1,5 +1,6 @@
 """Typed results of senti's RPCs, shared by the synchronous and the asyncio client."""
 from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import grpc
 
@@ -78,10 +79,13 @@ def predict_request(texts, strict: bool) -> pb.PredictRequest:
     return pb.PredictRequest(texts=as_texts(texts), strict=strict)
 
 
-def zero_shot_request(texts, labels, template: str, multi_label: bool, strict: bool) -> pb.ClassifyZeroShotRequest:
-    """The ClassifyZeroShotRequest of one text or many."""
-    return pb.ClassifyZeroShotRequest(texts=as_texts(texts), labels=list(labels), hypothesis_template=template,
-                                      multi_label=multi_label, strict=strict)
+def zero_shot_request(texts, labels, template: str, multi_label: bool, strict: bool,
+                      examples: Mapping[str, Sequence[str]] | None = None) -> pb.ClassifyZeroShotRequest:
+    """The ClassifyZeroShotRequest of one text or many, with optional examples {label: [texts]}."""
+    return pb.ClassifyZeroShotRequest(
+        texts=as_texts(texts), labels=list(labels), hypothesis_template=template, multi_label=multi_label,
+        strict=strict, examples=[pb.LabelExamples(label=label, texts=as_texts(group))
+                                 for label, group in (examples or {}).items()])
 
 
 def stream_request(item_id: str, text: str, strict: bool) -> pb.PredictStreamRequest:

@@ -2,7 +2,7 @@
 import random
 import threading
 import time
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -68,10 +68,15 @@ class SentiClient:
         return self._stub.Predict(predict_request(texts, strict), **self._call_options(timeout))
 
     def classify_zero_shot(self, texts: str | Sequence[str], labels: Sequence[str], *, template: str = "",
-                           multi_label: bool = False, strict: bool = False,
-                           timeout: float | None = None) -> list[ZeroShotResult]:
-        """Zero-shot classification of one text or many into the given labels."""
-        request = zero_shot_request(texts, labels, template, multi_label, strict)
+                           multi_label: bool = False, strict: bool = False, timeout: float | None = None,
+                           examples: Mapping[str, Sequence[str]] | None = None) -> list[ZeroShotResult]:
+        """Zero-shot classification of one text or many into the given labels.
+
+        `examples` ({label: [texts]}, optional) makes it few-shot: each label given examples is scored against
+        a prototype of its hypothesis and its examples (embedding bundles only; the server caches it, so
+        sending the same examples again costs no model work).
+        """
+        request = zero_shot_request(texts, labels, template, multi_label, strict, examples)
         response = self._stub.ClassifyZeroShot(request, **self._call_options(timeout))
         return [ZeroShotResult.from_pb(r) for r in response.results]
 

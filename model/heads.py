@@ -66,6 +66,39 @@ def cosine_zero_shot(text_embeddings: np.ndarray, label_embeddings: np.ndarray, 
     return softmax(cosine / temperature)
 
 
+def fewshot_prototype(hypothesis: np.ndarray, examples: np.ndarray, k: float, hypothesis_center: float,
+                      example_center: float) -> tuple[np.ndarray, float]:
+    """A label's few-shot prototype (vector [D], bias) from its hypothesis embedding [D] and n examples [n, D].
+
+    The text's score against it is cos(text, prototype) - bias = (1 - w) * (cos(text, h) - hypothesis_center)
+    + w * (cos(text, m) - example_center), m the normalised mean of the normalised examples, w = n / (n + k):
+    the hypothesis alone with no examples, the examples' mean as they grow in number. Each center is the
+    cosine at which a label applies even odds (text-hypothesis cosines run lower than text-text ones), so a
+    label with examples and one without are scored on one scale.
+    """
+    h = hypothesis / max(float(np.linalg.norm(hypothesis)), 1e-12)
+    if len(examples) == 0:
+        return h.astype(np.float32), float(hypothesis_center)
+    e = examples / np.maximum(np.linalg.norm(examples, axis=1, keepdims=True), 1e-12)
+    mean = e.mean(axis=0)
+    mean = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    w = len(examples) / (len(examples) + k)
+    return ((1.0 - w) * h + w * mean).astype(np.float32), float((1.0 - w) * hypothesis_center + w * example_center)
+
+
+def fewshot_scores(text_embeddings: np.ndarray, prototypes: np.ndarray, biases: np.ndarray, temperature: float,
+                   multi_label: bool, multi_label_temperature: float) -> np.ndarray:
+    """Scores [N, L] against few-shot prototypes [L, D] with biases [L] (see fewshot_prototype).
+
+    Single-label: softmax over labels of (cos - bias) / temperature. Multi-label: each label on its own,
+    sigmoid((cos - bias) / multi_label_temperature), 0.5 where the label is as likely as not.
+    """
+    margin = text_embeddings @ prototypes.T - biases[None, :]
+    if multi_label:
+        return sigmoid(margin / multi_label_temperature)
+    return softmax(margin / temperature)
+
+
 def nli_zero_shot(logits: np.ndarray, entailment_id: int, contradiction_id: int, multi_label: bool) -> np.ndarray:
     """ModelScope's zero-shot formula on NLI logits [N, L, C] -> scores [N, L].
 

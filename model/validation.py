@@ -14,6 +14,8 @@ class Limits:
     max_chars_per_text: int = 10000
     max_chars_per_label: int = 100
     max_stream_in_flight: int = 64
+    max_examples_per_label: int = 256
+    max_examples_per_request: int = 512
 
 
 def check_texts(texts: Sequence[str], limits: Limits, field: str = "texts") -> None:
@@ -57,3 +59,27 @@ def check_template(template: str) -> None:
         raise InvalidInput(f"hypothesis_template must contain '{{}}' exactly once, got {template!r}")
     if template.replace("{}", "").count("{") or template.replace("{}", "").count("}"):
         raise InvalidInput(f"hypothesis_template may contain no braces besides '{{}}', got {template!r}")
+
+
+def check_examples(examples: Sequence[tuple[str, Sequence[str]]], labels: Sequence[str], limits: Limits) -> None:
+    """Raises InvalidInput unless each (label, texts) names one of `labels`, once, with 1..max non-blank texts
+    within the character limit, and all of them together stay within the per-request limit."""
+    total = sum(len(texts) for _, texts in examples)
+    if total > limits.max_examples_per_request:
+        raise InvalidInput(f"examples have {total} texts in all; the limit is {limits.max_examples_per_request} "
+                           "per request")
+    known = set(labels)
+    seen: dict[str, int] = {}
+    for i, (label, texts) in enumerate(examples):
+        if label not in known:
+            raise InvalidInput(f"examples[{i}].label {label!r} is not one of labels")
+        if label in seen:
+            raise InvalidInput(f"examples[{i}].label {label!r} repeats examples[{seen[label]}].label")
+        seen[label] = i
+        if not texts:
+            raise InvalidInput(f"examples[{i}] ({label!r}) has no texts; give at least one or leave the label out")
+        if len(texts) > limits.max_examples_per_label:
+            raise InvalidInput(f"examples[{i}] ({label!r}) has {len(texts)} texts; the limit is "
+                               f"{limits.max_examples_per_label} per label")
+        for j, text in enumerate(texts):
+            check_text(text, limits, f"examples[{i}].texts[{j}]")

@@ -24,6 +24,11 @@ def prediction(result: Sentiment) -> pb.Prediction:
         polarity=POLARITY[polarity(result.label)], truncated=result.truncated, tokens=result.tokens)
 
 
+def examples(items) -> list[tuple[str, list[str]]]:
+    """Repeated LabelExamples -> (label, texts) pairs in request order."""
+    return [(item.label, list(item.texts)) for item in items]
+
+
 def zero_shot_result(result: ZeroShot) -> pb.ZeroShotResult:
     """ZeroShot -> ZeroShotResult."""
     return pb.ZeroShotResult(labels=[pb.LabelScore(label=label, score=score) for label, score in result.labels],
@@ -48,4 +53,6 @@ def limits(value: Limits) -> pb.Limits:
     """Limits -> Limits message."""
     return pb.Limits(max_texts_per_request=value.max_texts_per_request,
                      max_labels_per_request=value.max_labels_per_request,
-                     max_chars_per_text=value.max_chars_per_text, max_stream_in_flight=value.max_stream_in_flight)
+                     max_chars_per_text=value.max_chars_per_text, max_stream_in_flight=value.max_stream_in_flight,
+                     max_examples_per_label=value.max_examples_per_label,
+                     max_examples_per_request=value.max_examples_per_request)

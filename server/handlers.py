@@ -74,7 +74,8 @@ class Service:
         with self.slot.use() as engine:
             results, timing = engine.classify_zero_shot(
                 list(request.texts), list(request.labels), template=request.hypothesis_template,
-                multi_label=request.multi_label, strict=request.strict, deadline=deadline, token=token)
+                multi_label=request.multi_label, strict=request.strict, deadline=deadline, token=token,
+                examples=convert.examples(request.examples))
         return pb.ClassifyZeroShotResponse(results=[convert.zero_shot_result(r) for r in results],
                                            metadata=convert.metadata(timing))
 

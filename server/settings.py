@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     """Most characters in one text; longer texts are rejected before they are tokenised."""
     max_stream_in_flight: int = Field(64, ge=1)
     """Items of one PredictStream being worked on at once; a faster producer is held back by flow control."""
+    max_examples_per_label: int = Field(256, ge=1)
+    """Most few-shot example texts of one label in a ClassifyZeroShot request."""
+    max_examples_per_request: int = Field(512, ge=1)
+    """Most few-shot example texts of all labels together in one ClassifyZeroShot request. The first request
+    with a new example set queues them all for the model (later ones hit the cache): keep this, plus
+    max_texts_per_request, below max_queue."""
     grpc_workers: int = Field(128, ge=2)
     """Threads that run RPC handlers (a waiting unary call or an open stream holds one); the threads beyond
     max_concurrent_rpcs keep health checks and quick refusals answered under overload."""
@@ -145,7 +151,9 @@ class Settings(BaseSettings):
         """Request limits."""
         return Limits(max_texts_per_request=self.max_texts_per_request,
                       max_labels_per_request=self.max_labels_per_request,
-                      max_chars_per_text=self.max_chars_per_text, max_stream_in_flight=self.max_stream_in_flight)
+                      max_chars_per_text=self.max_chars_per_text, max_stream_in_flight=self.max_stream_in_flight,
+                      max_examples_per_label=self.max_examples_per_label,
+                      max_examples_per_request=self.max_examples_per_request)
 
     def bundle_paths(self) -> list[Path]:
         """Bundles to load, in order of precedence (later ones take over the tasks they serve)."""

@@ -45,7 +45,7 @@ def tiny_bundle(tmp_path_factory) -> Path:
 def tiny_server(tiny_bundle) -> Iterator[tuple[Running, SentiClient]]:
     """A real server over the tiny bundle, shared by a test module."""
     with running_server(tiny_bundle, max_texts_per_request=8, max_labels_per_request=5, max_chars_per_text=2000,
-                        max_stream_in_flight=4) as pair:
+                        max_stream_in_flight=4, max_examples_per_label=3, max_examples_per_request=5) as pair:
         yield pair
 
 

@@ -106,18 +106,28 @@ class PredictStreamResponse(_message.Message):
     def __init__(self, id: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., metadata: _Optional[_Union[Metadata, _Mapping]] = ...) -> None: ...
 
 class ClassifyZeroShotRequest(_message.Message):
-    __slots__ = ("texts", "labels", "hypothesis_template", "multi_label", "strict")
+    __slots__ = ("texts", "labels", "hypothesis_template", "multi_label", "strict", "examples")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     HYPOTHESIS_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     MULTI_LABEL_FIELD_NUMBER: _ClassVar[int]
     STRICT_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.RepeatedScalarFieldContainer[str]
     hypothesis_template: str
     multi_label: bool
     strict: bool
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., hypothesis_template: _Optional[str] = ..., multi_label: _Optional[bool] = ..., strict: _Optional[bool] = ...) -> None: ...
+    examples: _containers.RepeatedCompositeFieldContainer[LabelExamples]
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., hypothesis_template: _Optional[str] = ..., multi_label: _Optional[bool] = ..., strict: _Optional[bool] = ..., examples: _Optional[_Iterable[_Union[LabelExamples, _Mapping]]] = ...) -> None: ...
+
+class LabelExamples(_message.Message):
+    __slots__ = ("label", "texts")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, label: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ZeroShotResult(_message.Message):
     __slots__ = ("labels", "truncated")
@@ -178,16 +188,20 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[Task, str]]] = ..., labels: _Optional[_Iterable[str]] = ..., max_tokens: _Optional[int] = ..., backend: _Optional[str] = ..., quantization: _Optional[str] = ..., default_template: _Optional[str] = ..., provenance: _Optional[_Mapping[str, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_texts_per_request", "max_labels_per_request", "max_chars_per_text", "max_stream_in_flight")
+    __slots__ = ("max_texts_per_request", "max_labels_per_request", "max_chars_per_text", "max_stream_in_flight", "max_examples_per_label", "max_examples_per_request")
     MAX_TEXTS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     MAX_LABELS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     MAX_CHARS_PER_TEXT_FIELD_NUMBER: _ClassVar[int]
     MAX_STREAM_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAX_EXAMPLES_PER_LABEL_FIELD_NUMBER: _ClassVar[int]
+    MAX_EXAMPLES_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     max_texts_per_request: int
     max_labels_per_request: int
     max_chars_per_text: int
     max_stream_in_flight: int
-    def __init__(self, max_texts_per_request: _Optional[int] = ..., max_labels_per_request: _Optional[int] = ..., max_chars_per_text: _Optional[int] = ..., max_stream_in_flight: _Optional[int] = ...) -> None: ...
+    max_examples_per_label: int
+    max_examples_per_request: int
+    def __init__(self, max_texts_per_request: _Optional[int] = ..., max_labels_per_request: _Optional[int] = ..., max_chars_per_text: _Optional[int] = ..., max_stream_in_flight: _Optional[int] = ..., max_examples_per_label: _Optional[int] = ..., max_examples_per_request: _Optional[int] = ...) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
     __slots__ = ("models", "limits", "execution_mode", "version", "bundle_version")

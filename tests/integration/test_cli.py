@@ -60,3 +60,28 @@ def test_eval_sentiment_and_zeroshot_files(tiny_server, capsys, tmp_path):
     news.write_text('{"text": "球队夺冠", "label": "体育"}\n{"text": "股价大涨", "label": "财经"}\n')
     code, out, _ = run_cli(tiny_server, capsys, "eval", str(news))
     assert code == 0 and "task: zeroshot" in out and "n: 2" in out
+
+
+def test_zeroshot_and_eval_with_an_examples_file(tiny_server, capsys, tmp_path):
+    _, client = tiny_server
+    examples = tmp_path / "examples.jsonl"
+    examples.write_text('{"text": "球队夺冠", "label": "体育"}\n{"text": "主场比赛", "label": "体育"}\n'
+                        '{"text": "股价大涨", "label": "财经"}\n')
+    want = client.classify_zero_shot(["球赛"], ["体育", "财经"], examples={"体育": ["球队夺冠", "主场比赛"],
+                                                                        "财经": ["股价大涨"]})
+    # labels default to those of the examples file, in file order
+    code, out, _ = run_cli(tiny_server, capsys, "zeroshot", "球赛", "--examples", str(examples))
+    [row] = lines(out)
+    assert code == 0 and row["labels"] == [[label, round(score, 4)] for label, score in want[0].labels]
+
+    news = tmp_path / "news.jsonl"
+    news.write_text('{"text": "球队夺冠", "label": "体育"}\n{"text": "股价大涨", "label": "财经"}\n')
+    code, out, _ = run_cli(tiny_server, capsys, "eval", str(news), "--examples", str(examples), "--json")
+    [report] = lines(out)
+    results = client.classify_zero_shot(["球队夺冠", "股价大涨"], sorted(["体育", "财经"]),
+                                        examples={"体育": ["球队夺冠", "主场比赛"], "财经": ["股价大涨"]})
+    expected = sum(r.best == gold for r, gold in zip(results, ["体育", "财经"]))
+    assert code == 0 and report["task"] == "fewshot" and report["n"] == 2
+    assert report["accuracy"] == pytest.approx(expected / 2)
+    code, _, err = run_cli(tiny_server, capsys, "eval", str(news), "--examples", str(examples), "--task", "sentiment")
+    assert code == 2 and "examples are for zero-shot" in err

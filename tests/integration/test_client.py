@@ -26,7 +26,9 @@ def refused(running, reason: str) -> float:
 def test_async_client_returns_what_the_sync_client_returns(tiny_server):
     running, sync = tiny_server
     target = f"127.0.0.1:{running.port}"
+    examples = {"好评": ["非常满意", "好评"], "差评": ["很差"]}
     expected = (sync.predict(TEXTS), sync.classify_zero_shot(TEXTS, LABELS),
+                sync.classify_zero_shot(TEXTS, LABELS, examples=examples),
                 sorted(sync.stream((str(i), t) for i, t in enumerate(TEXTS)),
                        key=lambda r: r.id), sync.info(), sync.health())
 
@@ -37,12 +39,14 @@ def test_async_client_returns_what_the_sync_client_returns(tiny_server):
                     yield str(i), text
             streamed = [r async for r in client.stream(items())]
             return (await client.predict(TEXTS), await client.classify_zero_shot(TEXTS, LABELS),
+                    await client.classify_zero_shot(TEXTS, LABELS, examples=examples),
                     sorted(streamed, key=lambda r: r.id), await client.info(), await client.health())
 
     got = asyncio.run(calls())
     assert got == expected
-    assert [r.id for r in got[2]] == ["0", "1", "2"] and all(r.ok for r in got[2])
-    assert got[4] == "SERVING"
+    assert got[2] != got[1]  # the examples made a difference
+    assert [r.id for r in got[3]] == ["0", "1", "2"] and all(r.ok for r in got[3])
+    assert got[5] == "SERVING"
 
 
 def test_async_client_raises_the_servers_status(tiny_server):

@@ -52,6 +52,19 @@ def test_http_and_grpc_answer_every_rpc_alike(http_server):
                             pb.ClassifyZeroShotResponse)
     assert list(http_zero_shot.results) == list(grpc_zero_shot.results)
 
+    # few-shot examples: repeated messages in proto3 JSON
+    examples = [pb.LabelExamples(label="好评", texts=["非常满意", "质量很好"]), pb.LabelExamples(label="差评", texts=["很差"])]
+    grpc_few_shot = stub.ClassifyZeroShot(pb.ClassifyZeroShotRequest(texts=TEXTS, labels=LABELS, examples=examples),
+                                          timeout=30)
+    http_few_shot = parsed(http.post("/v1/zero-shot", json={
+        "texts": TEXTS, "labels": LABELS,
+        "examples": [{"label": "好评", "texts": ["非常满意", "质量很好"]}, {"label": "差评", "texts": ["很差"]}]}),
+        pb.ClassifyZeroShotResponse)
+    assert list(http_few_shot.results) == list(grpc_few_shot.results)
+    bad = http.post("/v1/zero-shot", json={"texts": TEXTS, "labels": LABELS,
+                                           "examples": [{"label": "其他", "texts": ["x"]}]})
+    assert bad.status_code == 400 and bad.json()["message"] == "examples[0].label '其他' is not one of labels"
+
     assert parsed(http.get("/v1/model-info"), pb.GetModelInfoResponse) == client.info()
 
 

@@ -71,3 +71,29 @@ def test_nli_zero_shot_matches_modelscope(multi_label, num_labels):
     logits = np.random.default_rng(0).normal(size=(2, num_labels, 3))
     np.testing.assert_allclose(nli_zero_shot(logits, 0, 2, multi_label), modelscope_reference(logits, multi_label),
                                rtol=1e-6)
+
+
+def test_fewshot_prototype_mixes_hypothesis_and_examples_by_count():
+    from senti.model.heads import fewshot_prototype, fewshot_scores, sigmoid
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=8)
+    examples = rng.normal(size=(3, 8))
+    # no examples: the (normalised) hypothesis and the hypothesis center
+    vector, bias = fewshot_prototype(h, np.zeros((0, 8)), 8.0, 0.8, 0.9)
+    np.testing.assert_allclose(vector, h / np.linalg.norm(h), rtol=1e-6)
+    assert bias == pytest.approx(0.8)
+    # n examples: normalise each, average, normalise; mix vector and center with w = n / (n + k)
+    e = examples / np.linalg.norm(examples, axis=1, keepdims=True)
+    mean = e.mean(axis=0) / np.linalg.norm(e.mean(axis=0))
+    w = 3 / (3 + 2.0)
+    vector, bias = fewshot_prototype(h, examples, 2.0, 0.8, 0.9)
+    np.testing.assert_allclose(vector, (1 - w) * h / np.linalg.norm(h) + w * mean, rtol=1e-5)
+    assert bias == pytest.approx((1 - w) * 0.8 + w * 0.9)
+    # the score is the mix of the two margins
+    t = rng.normal(size=(1, 8))
+    t /= np.linalg.norm(t)
+    margin = (1 - w) * (t @ h / np.linalg.norm(h) - 0.8) + w * (t @ mean - 0.9)
+    got = fewshot_scores(t, vector[None], np.array([bias]), 0.01, True, 0.05)
+    np.testing.assert_allclose(got[0], sigmoid(margin / 0.05), rtol=1e-5)
+    # k = 0: the examples' mean direction alone
+    np.testing.assert_allclose(fewshot_prototype(h, examples, 0.0, 0.8, 0.9)[0], mean, rtol=1e-5)

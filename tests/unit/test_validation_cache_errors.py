@@ -7,7 +7,7 @@ import pytest
 from senti.model import errors
 from senti.model.cache import LruCache
 from senti.model.futures import CancelToken, gather, then, wait
-from senti.model.validation import Limits, check_labels, check_template, check_texts
+from senti.model.validation import Limits, check_examples, check_labels, check_template, check_texts
 from senti.server.errors import INTERNAL_MESSAGE, status_of
 
 LIMITS = Limits(max_texts_per_request=3, max_labels_per_request=3, max_chars_per_text=10)
@@ -22,6 +22,28 @@ LIMITS = Limits(max_texts_per_request=3, max_labels_per_request=3, max_chars_per
 def test_bad_texts(texts, message):
     with pytest.raises(errors.InvalidInput, match=message):
         check_texts(texts, LIMITS)
+
+
+EXAMPLE_LIMITS = Limits(max_chars_per_text=10, max_examples_per_label=2, max_examples_per_request=3)
+
+
+@pytest.mark.parametrize("examples, message", [
+    ([("c", ["x"])], r"examples\[0\].label 'c' is not one of labels"),
+    ([("a", ["x"]), ("a", ["y"])], r"examples\[1\].label 'a' repeats examples\[0\].label"),
+    ([("a", [])], r"examples\[0\] \('a'\) has no texts; give at least one or leave the label out"),
+    ([("a", ["x", "y", "z"])], r"examples\[0\] \('a'\) has 3 texts; the limit is 2 per label"),
+    ([("a", ["x", "y"]), ("b", ["z", "w"])], "examples have 4 texts in all; the limit is 3 per request"),
+    ([("b", ["ok", " "])], r"examples\[0\].texts\[1\] is empty or only whitespace"),
+    ([("b", ["x" * 11])], r"examples\[0\].texts\[0\] has 11 characters; the limit is 10"),
+])
+def test_bad_examples(examples, message):
+    with pytest.raises(errors.InvalidInput, match=f"^{message}$"):
+        check_examples(examples, ["a", "b"], EXAMPLE_LIMITS)
+
+
+def test_examples_of_some_labels_are_valid():
+    check_examples([("b", ["x", "y"]), ("a", ["z"])], ["a", "b", "c"], EXAMPLE_LIMITS)
+    check_examples([], ["a"], EXAMPLE_LIMITS)
 
 
 def test_control_characters_and_emoji_are_valid_text():

@@ -7,7 +7,7 @@ PORT ?= 50051
 HTTP_PORT ?= 8080
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install lock model run test proto proto-check bench clean help
+.PHONY: install lock model modelscope-venv modelscope-lock run test proto proto-check bench clean help
 
 help:
 	@echo "make run     build the environment and default model if missing, then serve gRPC on :$(PORT), HTTP on :$(HTTP_PORT)"
@@ -49,7 +49,14 @@ model: install
 run: model
 	$(VENV)/bin/senti-server --bundle $(BUNDLE) --port $(PORT) --http-port $(HTTP_PORT)
 
-test: model
+# ModelScope's own pipeline, in a venv of its own (transformers 4.x), for the StructBERT parity tests; cached.
+modelscope-venv:
+	$(PYTHON) scripts/modelscope_venv.py >/dev/null
+
+modelscope-lock:
+	$(PYTHON) scripts/modelscope_venv.py --lock
+
+test: model modelscope-venv
 	$(PY) -m pytest -q tests
 
 proto: install
@@ -59,7 +66,7 @@ proto-check: install
 	$(PY) -m pytest -q tests/test_protos.py
 
 clean:
-	rm -rf $(VENV) bundles .pytest_cache
+	rm -rf $(VENV) bundles .pytest_cache .cache
 
 bench: model
 	$(PY) requirements/subset.py bench > $(VENV)/requirements-bench.txt

@@ -230,7 +230,8 @@ def _task_model_layout(folder: Path, model: dict) -> Layout:
     elif "base_model_prefix" in encoder:
         prefix, prefix_source = encoder["base_model_prefix"], f"{where} base_model_prefix"
     else:
-        prefix, prefix_source = "bert", f"SbertModel.base_model_prefix 'bert' (no prefix nor base_model_prefix in {where})"
+        prefix, prefix_source = "bert", \
+            f"SbertModel.base_model_prefix 'bert' (no prefix nor base_model_prefix in {where})"
     # models/builder.py: build_backbone drops model_dir, so structbert/backbone.py: SbertModel._instantiate builds
     # SbertConfig(**block): the block's fields over SbertConfig's defaults; config.json is not read for it.
     arch, arch_sources = _arch((encoder, where))
@@ -463,9 +464,9 @@ def remap_state_dict(layout: Layout, sd: dict) -> dict:
         # the prefix, so `classifier.*` would never load (it raises "corrupted" when the classifier is there).
         if not has_prefix:
             raise CheckpointError(
-                f"{layout.weights}: no key starts with '{p}' ({layout.prefix_source}); "
-                f"SbertForSequenceClassification would load none of its weights. Keys look like: "
-                f"{', '.join(sorted(sd)[:4])}")
+                f"{layout.weights}: no key starts with '{p}' ({layout.prefix_source}), so ModelScope's "
+                f"SbertForSequenceClassification cannot load it (transformers rejects the state dict as corrupted, "
+                f"or leaves every weight random). Keys look like: {', '.join(sorted(sd)[:4])}")
         for k, v in sd.items():
             if k.startswith(p + "."):
                 out["bert." + k[len(p) + 1:]] = v

@@ -1,4 +1,4 @@
-"""StructBERT end to end: generated ModelScope checkpoints -> senti-model build -> serve -> all three RPCs."""
+"""StructBERT end to end: checkpoints in the hub repos' layouts -> `senti-model structbert` -> serve -> the RPCs."""
 import json
 
 import numpy as np

@@ -1,9 +1,12 @@
-"""StructBERT (ModelScope) checkpoint -> senti bundle: labels, tokenizer parity, ONNX parity, hub fetching."""
+"""StructBERT (ModelScope) checkpoint -> senti bundle: layouts and their precedence rules, labels, tokenizer parity,
+ONNX parity, hub fetching. (tests/modelscope runs ModelScope's own pipeline on every layout.)"""
 
 from __future__ import annotations
 
 import json
+import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,11 @@ import torch
 from tokenizers import Tokenizer
 
 from senti.model.recipes import structbert as sb
-from tests.structbert_checkpoints import (NLI_LABELS, SENTIMENT_LABELS,
+from senti.model.recipes import structbert_layout as sl
+from senti.model.recipes.cli import build_parser
+from tests.structbert_checkpoints import _arch as tiny_arch
+from tests.structbert_checkpoints import _tiny_vocab as tiny_vocab
+from tests.structbert_checkpoints import (CASES, NLI_LABELS, SENTIMENT_LABELS, SENTIMENT_MAIN, make_checkpoint,
                                           make_tiny_structbert_checkpoint)
 
 torch.set_num_threads(2)  # shared 2-core build machine
@@ -33,8 +40,6 @@ TEXTS = [
 PAIRS = [("全新突破 解放军运20版空中加油机曝光", "这篇文章的标题是军事"),
          ("这个手机很好用", "正面"), ("the movie is bad", "负面评价。")]
 MODEL_ID = "damo/nlp_structbert_sentiment-classification_chinese-base"
-SENTIMENT_MARGIN = 4.0  # logits added to each TEXTS margin of the sentiment fixture
-NLI_MARGIN = 2.0  # entailment logits: the top NLI_PAIRS candidate up by this, every other one down by it
 NLI_TEXT, NLI_TEMPLATE = "全新突破 解放军运20版空中加油机曝光", "这篇文章的标题是{}"
 NLI_CANDIDATES = ["文化", "体育", "娱乐", "财经", "汽车", "教育", "科技", "军事"]
 NLI_PAIRS = [(NLI_TEXT, NLI_TEMPLATE.format(c)) for c in NLI_CANDIDATES]
@@ -95,32 +100,6 @@ def pooled_and_logits(folder: Path, batch) -> tuple[np.ndarray, np.ndarray]:
         return pooled.double().numpy(), model.classifier(pooled).double().numpy()
 
 
-def widen_margins(folder: Path, batch, shifts: dict[int, np.ndarray]) -> None:
-    """Adds w_r . pooled + b_r to classifier row r, (w_r, b_r) the least-norm solution of w . pooled_i + b =
-    shifts[r][i] on `batch` (fewer inputs than pooled dimensions: exact), so logit r of input i moves by exactly
-    shifts[r][i]. A random classifier's margins on inputs nothing was fitted on are whatever the seed gives, and
-    INT8 moves logits by ~1 here; moving them apart by construction makes argmax checks hold on any machine."""
-    pooled, _ = pooled_and_logits(folder, batch)
-    design = np.hstack([pooled, np.ones((len(pooled), 1))])
-    path = folder / "model.safetensors"
-    if path.exists():
-        from safetensors.torch import load_file, save_file
-        sd = load_file(str(path))
-    else:
-        path = folder / "pytorch_model.bin"
-        sd = torch.load(path, weights_only=True)
-    weight, bias = sd["classifier.weight"].double(), sd["classifier.bias"].double()
-    for row, shift in shifts.items():
-        solution = np.linalg.lstsq(design, np.asarray(shift, dtype=np.float64), rcond=None)[0]
-        weight[row] += torch.from_numpy(solution[:-1])
-        bias[row] += float(solution[-1])
-    sd["classifier.weight"], sd["classifier.bias"] = weight.float(), bias.float()
-    if path.suffix == ".safetensors":
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
-    else:
-        torch.save(sd, path)
-
-
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax."""
     e = np.exp(x - x.max(axis=axis, keepdims=True))
@@ -139,31 +118,24 @@ def modelscope_zero_shot(logits: np.ndarray, candidate_labels: list[str], multi_
 
 @pytest.fixture(scope="module")
 def sentiment(tmp_path_factory):
-    """(checkpoint folder, built bundle) for a tiny sentiment model saved as pytorch_model.bin."""
+    """(checkpoint folder, built bundle) for a tiny sentiment model in the hub repo's layout (backbone/head,
+    encoder.* + head.classifier.* in pytorch_model.bin), margins built in for TEXTS (both classes occur, each
+    4 logits apart: INT8 moves them by ~1)."""
     root = tmp_path_factory.mktemp("sentiment")
-    # seed 2: random weights that put TEXTS into both classes (torch's seeded CPU generator: the same weights on
-    # every machine). Their margins are the seed's (1.4 at the least), and INT8 moves them by up to ~1.1: each
-    # text's logit difference is moved SENTIMENT_MARGIN further the way the seed already sends it.
-    ckpt = make_tiny_structbert_checkpoint(root / "nlp_structbert_sentiment-classification_chinese-tiny", seed=2)
-    _, logits = pooled_and_logits(ckpt, TEXTS)
-    side = np.sign(logits[:, 1] - logits[:, 0])
-    assert set(side) == {-1.0, 1.0}, side  # both classes: the INT8 agreement check is not vacuous
-    widen_margins(ckpt, TEXTS, {0: -side * SENTIMENT_MARGIN / 2, 1: side * SENTIMENT_MARGIN / 2})
+    ckpt = make_tiny_structbert_checkpoint(root / "nlp_structbert_sentiment-classification_chinese-tiny", seed=2,
+                                           margins=TEXTS)
     bundle = sb.build_structbert_bundle(str(ckpt), root / "bundle", progress=False)
     return ckpt, bundle
 
 
 @pytest.fixture(scope="module")
 def nli(tmp_path_factory):
-    """(checkpoint folder, built bundle) for a tiny NLI model saved as model.safetensors."""
+    """(checkpoint folder, built bundle) for a tiny NLI model (model.type structbert, bert.* keys) saved as
+    model.safetensors, margins built in for NLI_PAIRS (the top candidate's entailment logit 4 above the rest)."""
     root = tmp_path_factory.mktemp("nli")
     ckpt = make_tiny_structbert_checkpoint(root / "nlp_structbert_zero-shot-classification_chinese-tiny",
-                                           task="nli", label_source="config", weights="safetensors", seed=1)
-    # The random model's top candidate for NLI_PAIRS leads by 0.16 in entailment logit, which INT8 may well undo:
-    # its entailment logit moves NLI_MARGIN up and every other one NLI_MARGIN down (their order is kept).
-    _, logits = pooled_and_logits(ckpt, NLI_PAIRS)
-    top = np.arange(len(NLI_PAIRS)) == int(np.argmax(logits[:, 0]))
-    widen_margins(ckpt, NLI_PAIRS, {0: np.where(top, NLI_MARGIN, -NLI_MARGIN)})
+                                           task="nli", weights="safetensors", seed=1, margins=NLI_PAIRS,
+                                           per_text=len(NLI_PAIRS))
     bundle = sb.build_structbert_bundle(str(ckpt), root / "bundle", progress=False)
     return ckpt, bundle
 
@@ -181,11 +153,32 @@ def offline_hub(monkeypatch, tmp_path):
 # ----------------------------------------------------------------------------- labels
 
 
-@pytest.mark.parametrize("source", ["label_mapping", "configuration", "config"])
-def test_labels_from_each_source_with_modelscope_precedence(tmp_path, source):
-    ckpt = make_tiny_structbert_checkpoint(tmp_path / "m", label_source=source)
-    # Lower-precedence files hold decoy labels (LABEL_0, cfg_0): only the right source gives these.
+@pytest.mark.parametrize("source", ["preprocessor", "preprocessor-first", "label_mapping", "configuration", "config"])
+@pytest.mark.parametrize("model", ["backbone-head", "structbert"])
+def test_sentiment_labels_follow_the_pipelines_precedence(tmp_path, source, model):
+    # The places read later hold decoys (LABEL_0, cfg_0, train_0, negative): only the right order finds these.
+    ckpt = make_checkpoint(tmp_path / "m", replace(SENTIMENT_MAIN, model=model, labels=source,
+                                                   prefix="encoder" if model == "backbone-head" else "bert"))
     assert sb.resolve_labels(ckpt) == SENTIMENT_LABELS
+    assert sb.load_structbert(ckpt, "sentiment")[1] == SENTIMENT_LABELS
+
+
+def test_preprocessor_val_label2id_comes_before_label_mapping(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m", "sentiment-preprocessor-labels-first")
+    cfg = json.loads((ckpt / "configuration.json").read_text(encoding="utf-8"))
+    assert json.loads((ckpt / "label_mapping.json").read_text(encoding="utf-8")) == {"negative": 0, "positive": 1}
+    assert set(cfg["preprocessor"]["train"]["label2id"]) == {"train_0", "train_1"}
+    assert sl.pipeline_labels(ckpt) == (SENTIMENT_LABELS, "configuration.json preprocessor.val.label2id")
+    # parse_label_mapping alone (what the model counts its classes with) would say otherwise:
+    assert sl.parse_label_mapping(ckpt) == ({"negative": 0, "positive": 1}, "label_mapping.json")
+
+
+def test_zero_shot_labels_from_num_labels_alone(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m", "nli-num-labels")
+    assert set(json.loads((ckpt / "config.json").read_text(encoding="utf-8"))) >= {"num_labels"}
+    assert sb.resolve_labels(ckpt, "nli") == ["LABEL_0", "LABEL_1", "LABEL_2"]
+    layout = sl.read_layout(ckpt)
+    assert layout.num_labels == 3 and layout.model_labels_source == "LABEL_0..2 from config.json num_labels"
 
 
 def test_labels_label2id_order_and_bad_ids(tmp_path):
@@ -198,8 +191,165 @@ def test_labels_label2id_order_and_bad_ids(tmp_path):
 
 def test_labels_missing_everywhere(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(sb.CheckpointError, match="no labels"):
+    with pytest.raises(sb.CheckpointError, match="no labels.*bare class ids"):
         sb.resolve_labels(tmp_path)
+
+
+# ----------------------------------------------------------------------------- layouts
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_layout_reads_as_modelscope_builds_it(tmp_path, name):
+    """Prefix, labels, max length and architecture of each layout tests/modelscope checks against ModelScope."""
+    v = CASES[name]
+    ckpt = make_checkpoint(tmp_path / name, v, seed=5)
+    model, labels, layout = sb._load(ckpt, v.task)
+    assert layout.loader == ("task-model" if v.task_model else "sbert")
+    assert layout.prefix == v.prefix
+    assert labels == (SENTIMENT_LABELS if v.task == "sentiment" else
+                      ["LABEL_0", "LABEL_1", "LABEL_2"] if v.labels == "num_labels" else NLI_LABELS)
+    assert sb._max_length(ckpt, layout)[0] == v.effective_max_length
+    arch = v.effective_arch(tiny_arch(len(tiny_vocab()), 2, 32, heads=2))
+    assert layout.arch == arch
+    assert (model.config.num_attention_heads, model.config.layer_norm_eps) == (arch["num_attention_heads"],
+                                                                               arch["layer_norm_eps"])
+
+
+@pytest.mark.parametrize("field,source", [("prefix", "configuration.json model.backbone prefix"),
+                                          ("base_model_prefix", "configuration.json model.backbone base_model_prefix")])
+def test_backbone_prefix_field(tmp_path, field, source):
+    ckpt = make_checkpoint(tmp_path / "m", replace(SENTIMENT_MAIN, prefix="sbert_x", prefix_field=field))
+    layout = sl.read_layout(ckpt)
+    assert (layout.prefix, layout.prefix_source) == ("sbert_x", source)
+    sb.load_structbert(ckpt)
+
+
+def test_config_json_base_model_prefix(tmp_path):
+    for name in ("sentiment-config-json-base-model-prefix", "nli-config-json-base-model-prefix"):
+        layout = sl.read_layout(make_checkpoint(tmp_path / name, name))
+        assert (layout.prefix, layout.prefix_source) == ("encoder", "config.json base_model_prefix")
+
+
+def test_architecture_comes_from_configuration_json_over_config_json(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "tm", "sentiment-architecture-precedence")
+    config = json.loads((ckpt / "config.json").read_text(encoding="utf-8"))
+    assert (config["num_attention_heads"], config["layer_norm_eps"]) == (2, 1e-12)
+    layout = sl.read_layout(ckpt)
+    assert (layout.arch["num_attention_heads"], layout.arch["layer_norm_eps"]) == (4, 1e-5)
+    assert layout.arch_sources["num_attention_heads"] == "configuration.json model.backbone num_attention_heads"
+    assert any("config.json layer_norm_eps, num_attention_heads ignored" in n for n in layout.notes)
+    model = sb.load_structbert(ckpt)[0]
+    assert (model.config.num_attention_heads, model.config.layer_norm_eps) == (4, 1e-5)
+    # structbert: the model block overrides config.json too (PretrainedConfig.from_dict).
+    layout = sl.read_layout(make_checkpoint(tmp_path / "sb", "nli-model-block-overrides"))
+    assert layout.arch_sources["num_attention_heads"] == "configuration.json model num_attention_heads"
+    assert layout.arch["num_attention_heads"] == 4 and layout.arch_sources["hidden_size"] == "config.json hidden_size"
+
+
+def test_backbone_block_is_the_whole_architecture(tmp_path):
+    """ModelScope builds the backbone from configuration.json's block alone: a field missing there is SbertConfig's
+    default even when config.json has the right value, and the build says so."""
+    ckpt = make_checkpoint(tmp_path / "m", SENTIMENT_MAIN)
+    cfg = json.loads((ckpt / "configuration.json").read_text(encoding="utf-8"))
+    del cfg["model"]["backbone"]["vocab_size"]
+    (ckpt / "configuration.json").write_text(json.dumps(cfg, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(sb.CheckpointError, match=r"word_embeddings.*vocab_size 30522 \(SbertConfig's default \(no "
+                                                 r"vocab_size in configuration.json model.backbone\)\)"):
+        sb.load_structbert(ckpt)
+
+
+def test_max_length_from_the_preprocessor_block(tmp_path):
+    a = make_checkpoint(tmp_path / "a", "sentiment-max-length-128")
+    assert sl.max_length(a) == (128, "configuration.json preprocessor.val.max_length")
+    b = make_checkpoint(tmp_path / "b", "sentiment-sequence-length-replaced")
+    assert sl.max_length(b) == (512, "the pipeline's sequence_length 512, which replaces configuration.json "
+                                     "preprocessor.val.sequence_length")
+    c = make_checkpoint(tmp_path / "c", "nli-max-length-128")
+    assert sl.max_length(c) == (128, "configuration.json preprocessor.max_length")
+    out = sb.build_structbert_bundle(str(a), tmp_path / "out", quantize=False, progress=False)
+    doc = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
+    assert doc["max_length"] == 128
+    layout = doc["provenance"]["modelscope_layout"]
+    assert layout["max_length_source"] == "configuration.json preprocessor.val.max_length"
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert len(tok.encode("好" * 300).ids) == 128
+
+
+def _edit(path: Path, change) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def _set(block: str, key: str, value):
+    def change(cfg):
+        target = cfg
+        for part in block.split("."):
+            target = target[part]
+        target[key] = value
+    return change
+
+
+@pytest.mark.parametrize("variant,edit,message", [
+    # model.type structbert reads config.json base_model_prefix only: encoder.* keys never load there.
+    (replace(SENTIMENT_MAIN, model="structbert", prefix="encoder"),
+     lambda ck: _edit(ck / "config.json", lambda c: c.pop("base_model_prefix")),
+     r"no key starts with 'bert' \(SbertForSequenceClassification.base_model_prefix \(no config.json "
+     r"base_model_prefix\)\)"),
+    (SENTIMENT_MAIN, lambda ck: _edit(ck / "configuration.json", _set("model", "type", "bert-classifier")),
+     r"configuration.json model.type is 'bert-classifier'"),
+    (SENTIMENT_MAIN, lambda ck: _edit(ck / "configuration.json", _set("model.backbone", "type", "bert")),
+     r"configuration.json model.backbone type is 'bert'"),
+    (SENTIMENT_MAIN, lambda ck: _edit(ck / "configuration.json", _set("model.head", "type", "fill-mask")),
+     r"configuration.json model.head type is 'fill-mask'"),
+    (SENTIMENT_MAIN, lambda ck: _edit(ck / "configuration.json", _set("model.head", "hidden_size", 64)),
+     r"the head's hidden_size 64 \(configuration.json model.head hidden_size\)"),
+    (SENTIMENT_MAIN, lambda ck: _edit(ck / "configuration.json", _set("model.backbone", "num_hidden_layers", 1)),
+     r"has 2 layers, but ModelScope builds 1 from configuration.json model.backbone num_hidden_layers"),
+    (SENTIMENT_MAIN, lambda ck: _edit(ck / "configuration.json", _set("preprocessor.val", "max_length", "long")),
+     r"preprocessor.val.max_length must be an integer"),
+    (SENTIMENT_MAIN, lambda ck: _edit(ck / "configuration.json",
+                                      _set("preprocessor.val", "label2id", {"a": 0, "b": 1, "c": 2})),
+     r"the pipeline's 3 labels \(configuration.json preprocessor.val.label2id\) do not match the 2 classes"),
+    (SENTIMENT_MAIN, lambda ck: _edit(ck / "configuration.json", _set("model", "num_labels", 3)),
+     r"the pipeline's 2 labels .* do not match the 3 classes ModelScope builds the model with \(configuration.json "
+     r"model.num_labels\)"),
+    (SENTIMENT_MAIN, lambda ck: (_edit(ck / "configuration.json", _set("model", "num_labels", 3)),
+                                 _edit(ck / "configuration.json",
+                                       _set("preprocessor.val", "label2id", {"a": 0, "b": 1, "c": 2}))),
+     r"the classifier has 2 rows, but ModelScope builds 3 from configuration.json model.num_labels"),
+    (CASES["nli-structbert"], lambda ck: _edit(ck / "configuration.json", _set("model", "num_labels", 4)),
+     r"configuration.json model.num_labels 4 disagrees with the 3 labels of config.json label2id"),
+    # type text-classification without a backbone block: ModelScope's preprocessor builds AutoTokenizer.
+    (CASES["sentiment-config-json-base-model-prefix"], lambda ck: (ck / "tokenizer_config.json").unlink(),
+     r"builds transformers' AutoTokenizer.*no tokenizer_class"),
+    # no label source ModelForTextClassification can count its classes with.
+    (replace(SENTIMENT_MAIN, config_json=False), lambda ck: None,
+     r"ModelForTextClassification takes its number of labels from configuration.json model.num_labels"),
+    (replace(SENTIMENT_MAIN, config_json=False, labels="preprocessor+label_mapping", model="structbert",
+             prefix="bert"), lambda ck: None, r"has no config.json: SbertForSequenceClassification"),
+], ids=["structbert-encoder-keys", "model-type", "backbone-type", "head-type", "head-hidden-size", "layers",
+        "max-length", "label-count", "num-labels", "classifier-rows", "nli-num-labels", "auto-tokenizer",
+        "no-class-count", "no-config-json"])
+def test_layouts_modelscope_does_not_load_fail_naming_file_and_field(tmp_path, variant, edit, message):
+    ckpt = make_checkpoint(tmp_path / "m", variant)
+    edit(ckpt)
+    with pytest.raises(sb.CheckpointError, match=message):
+        sb.build_structbert_bundle(str(ckpt), tmp_path / "out", quantize=False, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bare_backbone_keys_beside_head_keys_are_rejected_like_modelscope(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m", replace(SENTIMENT_MAIN, prefix="bert"))
+    sd = torch.load(ckpt / "pytorch_model.bin", weights_only=True)
+    torch.save({k.replace("bert.", "", 1): v for k, v in sd.items()}, ckpt / "pytorch_model.bin")
+    _edit(ckpt / "configuration.json", _set("model.backbone", "prefix", "bert"))
+    with pytest.raises(sb.CheckpointError, match="bare backbone keys beside head"):
+        sb.load_structbert(ckpt)
+    # with bare classifier.* keys ModelScope loads the bare backbone into its 'bert' attribute
+    sd = torch.load(ckpt / "pytorch_model.bin", weights_only=True)
+    torch.save({k.replace("head.", "", 1): v for k, v in sd.items()}, ckpt / "pytorch_model.bin")
+    sb.load_structbert(ckpt)
 
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -312,35 +462,39 @@ def test_safetensors_and_bin_load_identically(tmp_path):
         la = sb.load_structbert(a)[0](input_ids=ids).logits
         lb = sb.load_structbert(b)[0](input_ids=ids).logits
     assert torch.equal(la, lb)
+    assert any("model.safetensors read in place of pytorch_model.bin" in n for n in sl.read_layout(b).notes)
+
+
+def test_each_loader_prefers_its_own_weights_file(tmp_path):
+    """The task model opens pytorch_model.bin only; transformers' from_pretrained prefers model.safetensors."""
+    for variant, want in (("sentiment-backbone-head", "pytorch_model.bin"), ("nli-structbert", "model.safetensors")):
+        ckpt = make_checkpoint(tmp_path / variant, variant)  # pytorch_model.bin
+        (ckpt / "model.safetensors").write_bytes(b"")  # both present: never opened by read_layout
+        assert sl.read_layout(ckpt).weights.name == want
 
 
 def test_missing_weights_fail_with_names(tmp_path):
     ckpt = make_tiny_structbert_checkpoint(tmp_path / "m", weights="bin")
     sd = torch.load(ckpt / "pytorch_model.bin", weights_only=True)
-    del sd["bert.pooler.dense.weight"], sd["classifier.bias"]
+    del sd["encoder.pooler.dense.weight"], sd["head.classifier.bias"]
     torch.save(sd, ckpt / "pytorch_model.bin")
-    with pytest.raises(sb.CheckpointError, match=r"lacks 2 .*bert\.pooler\.dense\.weight"):
+    with pytest.raises(sb.CheckpointError, match=r"lacks 2 .*ModelForTextClassification.*bert\.pooler\.dense\."
+                                                 r"weight.*backbone keys 'encoder\.\*' from configuration\.json "
+                                                 r"model\.backbone prefix"):
         sb.load_structbert(ckpt)
 
 
-def test_backbone_prefix_head_and_gamma_beta_layouts_load(tmp_path):
-    ckpt = make_tiny_structbert_checkpoint(tmp_path / "m", weights="bin", seed=4)
+def test_tf_layer_norm_names_load(tmp_path):
     ids = torch.tensor([[2, 40, 50, 3]])
-    with torch.no_grad():
-        want = sb.load_structbert(ckpt)[0](input_ids=ids).logits
-    sd = torch.load(ckpt / "pytorch_model.bin", weights_only=True)
-    renamed = {}
-    for k, v in sd.items():  # ModelForTextClassification layout with a custom prefix + TF-era LayerNorm names
-        k = k.replace("bert.", "encoder_x.", 1).replace("classifier.", "head.classifier.", 1)
-        k = k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
-        renamed[k] = v
-    torch.save(renamed, ckpt / "pytorch_model.bin")
-    cfg = json.loads((ckpt / "configuration.json").read_text(encoding="utf-8"))
-    cfg["model"]["backbone"] = {"type": "structbert", "prefix": "encoder_x"}
-    (ckpt / "configuration.json").write_text(json.dumps(cfg, ensure_ascii=False), encoding="utf-8")
-    with torch.no_grad():
-        got = sb.load_structbert(ckpt)[0](input_ids=ids).logits
-    assert torch.equal(got, want)
+    for name in ("sentiment-backbone-head", "sentiment-structbert-label-mapping"):
+        ckpt = make_checkpoint(tmp_path / name, replace(CASES[name], weights="bin"), seed=4)
+        with torch.no_grad():
+            want = sb.load_structbert(ckpt)[0](input_ids=ids).logits
+        sd = torch.load(ckpt / "pytorch_model.bin", weights_only=True)
+        torch.save({k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+                    for k, v in sd.items()}, ckpt / "pytorch_model.bin")
+        with torch.no_grad():
+            assert torch.equal(sb.load_structbert(ckpt)[0](input_ids=ids).logits, want)
 
 
 def test_task_detection_and_override(tmp_path):
@@ -377,10 +531,19 @@ def test_local_folder_used_as_is(tmp_path):
 
 def test_offline_model_id_fails_fast_with_local_folder_hint(offline_hub, tmp_path):
     start = time.monotonic()
-    with pytest.raises(sb.HubUnreachableError, match=r"senti-model build structbert /path/to/"):
+    with pytest.raises(sb.HubUnreachableError) as caught:
         sb.build_structbert_bundle(MODEL_ID, tmp_path / "out", progress=False)
     assert time.monotonic() - start < 10
     assert not (tmp_path / "out").exists()
+    hint = str(caught.value)
+    command = hint.rsplit("run: ", 1)[1]
+    assert command == ("senti-model structbert /path/to/nlp_structbert_sentiment-classification_chinese-base "
+                       "--out bundles/structbert-sentiment-chinese-base")
+    # the command it prints is one senti-model really has
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert (args.command, args.source, args.out) == ("structbert", "/path/to/nlp_structbert_sentiment-"
+                                                     "classification_chinese-base", "bundles/structbert-sentiment-"
+                                                     "chinese-base")
 
 
 def test_unresolvable_hub_fails_fast(offline_hub, monkeypatch):
@@ -391,11 +554,13 @@ def test_unresolvable_hub_fails_fast(offline_hub, monkeypatch):
     assert time.monotonic() - start < 10
 
 
-def test_cached_snapshot_used_without_network(offline_hub, tmp_path):
-    # modelscope-hub's cache layout: {cache}/models/{owner}--{name}/snapshots/{revision}/
-    snap = offline_hub / "models" / MODEL_ID.replace("/", "--") / "snapshots" / "master"
-    make_tiny_structbert_checkpoint(snap)
-    assert sb.fetch_checkpoint(MODEL_ID) == snap
-    out = sb.build_structbert_bundle(MODEL_ID, tmp_path / "out", quantize=False, progress=False)
+@pytest.mark.parametrize("model_id", [MODEL_ID, "iic/nlp_structbert_zero-shot-classification_chinese-base"])
+def test_cached_snapshot_used_without_network(offline_hub, tmp_path, model_id):
+    # modelscope-hub's cache layout: {cache}/models/{owner}--{name}/snapshots/{revision}/ (iic/ as damo/)
+    snap = offline_hub / "models" / model_id.replace("/", "--") / "snapshots" / "master"
+    make_tiny_structbert_checkpoint(snap, task="nli" if "zero-shot" in model_id else "sentiment")
+    assert sb.fetch_checkpoint(model_id) == snap
+    out = sb.build_structbert_bundle(model_id, tmp_path / "out", quantize=False, progress=False)
     doc = json.loads((out / "bundle.json").read_text(encoding="utf-8"))
-    assert doc["name"] == "structbert-sentiment-chinese-base" and doc["provenance"]["source"] == MODEL_ID
+    assert doc["name"] == sb.bundle_name(model_id) and doc["provenance"]["source"] == model_id
+    assert doc["name"] in ("structbert-sentiment-chinese-base", "structbert-zero-shot-chinese-base")

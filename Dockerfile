@@ -25,6 +25,7 @@ RUN python -m venv /opt/build-venv \
 COPY pyproject.toml README.md ./
 COPY model/ model/
 COPY server/ server/
+COPY batch/ batch/
 COPY client/ client/
 # The build subset holds setuptools (torch needs it): build the two distributions with it, not an unpinned one.
 RUN /opt/build-venv/bin/pip install --no-deps --no-build-isolation ./client . \
@@ -44,6 +45,7 @@ RUN python -m venv /opt/venv \
 COPY pyproject.toml README.md ./
 COPY model/ model/
 COPY server/ server/
+COPY batch/ batch/
 COPY client/ client/
 COPY scripts/grpc_health_check.py scripts/grpc_health_check.py
 RUN /opt/venv/bin/pip install --no-deps ./client . \

@@ -7,7 +7,7 @@ PORT ?= 50051
 HTTP_PORT ?= 8080
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install lock model modelscope-venv modelscope-lock run test proto proto-check bench clean help
+.PHONY: install lock model modelscope-venv modelscope-lock run test proto proto-check bench batch-bench clean help
 
 help:
 	@echo "make run     build the environment and default model if missing, then serve gRPC on :$(PORT), HTTP on :$(HTTP_PORT)"
@@ -67,6 +67,11 @@ proto-check: install
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache .cache
+
+batch-bench: model
+	$(PY) requirements/subset.py bench > $(VENV)/requirements-bench.txt
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(VENV)/requirements-bench.txt
+	$(PY) -m loadtest.batch_bench $(BATCH_BENCH_ARGS)
 
 bench: model
 	$(PY) requirements/subset.py bench > $(VENV)/requirements-bench.txt

@@ -44,7 +44,7 @@ cp requirements/serve.in requirements/lock.txt requirements/subset.py "$IMAGE/ap
 "$PYTHON" "$IMAGE/app/requirements/subset.py" serve > "$IMAGE/requirements-serve.txt"
 "$IMAGE/venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps \
   -r "$IMAGE/requirements-serve.txt"
-cp -r pyproject.toml README.md model server client "$IMAGE/app/"
+cp -r pyproject.toml README.md model server batch client "$IMAGE/app/"
 cp scripts/grpc_health_check.py "$IMAGE/app/scripts/"
 find "$IMAGE/app" -name __pycache__ -prune -exec rm -rf {} +
 "$IMAGE/venv/bin/pip" install --quiet --disable-pip-version-check --no-deps "$IMAGE/app/client" "$IMAGE/app"

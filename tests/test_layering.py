@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 # are senti.v1 (protos/ holds only the .proto and its generator script).
 TOP_LEVEL_IMPORT = re.compile(r"^\s*(from|import)\s+(model|server|client|protos(?=\S*\s+import\s+senti_pb2))\b",
                               re.MULTILINE)
-SOURCE_DIRS = ("model", "server", "client", "loadtest", "tests", "scripts")
+SOURCE_DIRS = ("model", "server", "client", "batch", "loadtest", "tests", "scripts")
 
 
 def test_every_import_goes_through_the_senti_namespace():
@@ -69,12 +69,12 @@ def build_wheel(project: Path, sources: tuple[str, ...], out: Path) -> Path:
 
 
 IGNORED = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
-SERVER_SOURCES = ("pyproject.toml", "README.md", "model", "server")
+SERVER_SOURCES = ("pyproject.toml", "README.md", "model", "server", "batch")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("project, expected_packages", [
-    (".", {"senti/model", "senti/model/recipes", "senti/server", "senti/server/http"}),
+    (".", {"senti/model", "senti/model/recipes", "senti/server", "senti/server/http", "senti/batch"}),
     ("client", {"senti/client", "senti/v1"}),
 ])
 def test_wheels_install_only_the_senti_namespace(tmp_path, project, expected_packages):

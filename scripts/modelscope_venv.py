@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "requirements"))
+from fingerprint import requirement_lines  # noqa: E402 - the one reader of requirements files (the main lock's)
 REQ_DIR = ROOT / "requirements" / "modelscope"
 IN_FILE = REQ_DIR / "requirements.in"
 LOCK = REQ_DIR / "lock.txt"
@@ -123,16 +125,6 @@ def build() -> Path:
                 shutil.rmtree(old, ignore_errors=True)
         print(f"modelscope_venv: made in {seconds:.0f} s", file=sys.stderr, flush=True)
         return py
-
-
-def requirement_lines(path: Path) -> list[str]:
-    """What pip reads of a requirements file: no comments, no blank lines (comment-only edits need no lock)."""
-    lines = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()
-        if line:
-            lines.append(" ".join(line.split()))
-    return lines
 
 
 def inputs_digest() -> str:

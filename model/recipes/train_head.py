@@ -59,13 +59,15 @@ def _logistic(c: float, seed: int, balanced: bool):
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, seed: int, c: float = 10.0, balanced: bool = False,
-                 direction: np.ndarray | None = None, weight: float = 0.0) -> Layers:
+                 direction: np.ndarray | None = None, weight: float = 0.0,
+                 sample_weight: np.ndarray | None = None) -> Layers:
     """L2-regularised logistic regression with inverse strength `c`, plus `weight` x `direction` on its logit.
 
     balanced weighs both classes equally (the prior of the texts a server will see is unknown);
-    direction is a fixed sentiment axis (see sentiment_direction) added to the learnt weights.
+    direction is a fixed sentiment axis (see sentiment_direction) added to the learnt weights;
+    sample_weight (one per row, None: all 1) weighs rows in the loss, on top of the class weights.
     """
-    clf = _logistic(c, seed, balanced).fit(x, y)
+    clf = _logistic(c, seed, balanced).fit(x, y, sample_weight=sample_weight)
     coef = clf.coef_.astype(np.float64)
     if direction is not None and weight:
         coef = coef + weight * np.asarray(direction, dtype=np.float64).reshape(1, -1)
@@ -74,12 +76,18 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, seed: int, c: float = 10.0, balan
 
 def choose_logistic_c(x: np.ndarray, y: np.ndarray, seed: int,
                       grid: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0),
-                      balanced: bool = False) -> tuple[float, dict[float, float]]:
-    """Picks C by stratified k-fold accuracy on training data (held-out split stays untouched)."""
+                      balanced: bool = False,
+                      sample_weight: np.ndarray | None = None) -> tuple[float, dict[float, float]]:
+    """Picks C by stratified k-fold accuracy on training data (held-out split stays untouched).
+
+    sample_weight weighs the rows of each fold's fit (the folds' accuracy counts every row once).
+    """
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     cv = StratifiedKFold(n_splits=4, shuffle=True, random_state=seed)
-    scores = {c: float(cross_val_score(_logistic(c, seed, balanced), x, y, cv=cv, n_jobs=1).mean()) for c in grid}
+    params = {"sample_weight": sample_weight} if sample_weight is not None else None
+    scores = {c: float(cross_val_score(_logistic(c, seed, balanced), x, y, cv=cv, n_jobs=1, params=params).mean())
+              for c in grid}
     return max(scores, key=scores.get), scores
 
 
@@ -107,14 +115,16 @@ TIE_TOLERANCE = 5e-4  # 0.05 points of mean accuracy, about 8 of the 15,627 trai
 def choose_mix_weights(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direction: np.ndarray, c: float,
                        seed: int, balanced: bool = False, grid: tuple[float, ...] = PRIOR_GRID,
                        texts: list[str] | None = None,
-                       ngram_grid: tuple[float, ...] = (0.0,)) -> tuple[tuple[float, float], dict[str, float]]:
+                       ngram_grid: tuple[float, ...] = (0.0,),
+                       sample_weight: np.ndarray | None = None) -> tuple[tuple[float, float], dict[str, float]]:
     """Weights of the zero-shot axis and of the character n-gram logit that maximise leave-one-domain-out accuracy.
 
     For every review domain, a logistic regression on the embeddings (and, given `texts`, one on
     character n-grams) is fitted on the other domains and scored on that one: the mean over domains
     estimates accuracy on reviews of a kind the corpus does not cover, which is what a default model
     meets. Returns (axis weight, n-gram weight) and the score of every pair ("axis,ngram"); pairs within
-    TIE_TOLERANCE of the best count as ties, and ties go to the smaller weights.
+    TIE_TOLERANCE of the best count as ties, and ties go to the smaller weights. sample_weight weighs the
+    rows of the fits (each domain's accuracy counts every row once).
     """
     from senti.model.recipes.train_ngrams import fit_ngrams
 
@@ -123,11 +133,12 @@ def choose_mix_weights(x: np.ndarray, y: np.ndarray, domains: np.ndarray, direct
     per_domain = []
     for d in sorted(set(domains.tolist())):
         train, test = domains != d, domains == d
-        clf = _logistic(c, seed, balanced).fit(x[train], y[train])
+        w = sample_weight[train] if sample_weight is not None else None
+        clf = _logistic(c, seed, balanced).fit(x[train], y[train], sample_weight=w)
         base, axis = clf.decision_function(x[test]), x[test] @ direction
         ngram = np.zeros_like(base)
         if texts is not None:
-            model = fit_ngrams([t for t, keep in zip(texts, train) if keep], y[train], seed)
+            model = fit_ngrams([t for t, keep in zip(texts, train) if keep], y[train], seed, sample_weight=w)
             ngram = model.decision([t for t, keep in zip(texts, test) if keep])
         per_domain.append({p: float((((base + p[0] * axis + p[1] * ngram) > 0).astype(np.int64) == y[test]).mean())
                            for p in pairs})
@@ -196,18 +207,20 @@ def labels_to_index(labels: list[str]) -> np.ndarray:
 def train_head(x_train: np.ndarray, y_train: np.ndarray, x_heldout: np.ndarray, y_heldout: np.ndarray,
                seed: int, kinds: tuple[str, ...] = ("logistic",), *, balanced: bool = False,
                prior: np.ndarray | None = None, domains: np.ndarray | None = None,
-               texts: tuple[list[str], list[str]] | None = None) -> HeadResult:
+               texts: tuple[list[str], list[str]] | None = None,
+               sample_weight: np.ndarray | None = None) -> HeadResult:
     """Trains each requested head kind; keeps the best one by held-out accuracy.
 
     With `prior` (a zero-shot sentiment axis) and `domains` (a review domain per training text), the
     logistic head gets prior x a weight chosen by leave-one-domain-out accuracy on the training split;
     with `texts` (training and held-out texts) too, a character n-gram model joins it, its weight
     chosen the same way, and its logit is added to the head's (result.ngrams, result.ngram_weight).
+    sample_weight (one per training row) weighs the rows of every logistic fit (not the MLP's).
     """
     results: dict[str, tuple[Layers, dict]] = {}
     ngrams, ngram_weight = None, 0.0
     if "logistic" in kinds:
-        c, cv = choose_logistic_c(x_train, y_train, seed, balanced=balanced)
+        c, cv = choose_logistic_c(x_train, y_train, seed, balanced=balanced, sample_weight=sample_weight)
         params: dict = {"C": c, "cv_accuracy": cv, "class_weight": "balanced" if balanced else None}
         weight = 0.0
         if prior is not None:
@@ -215,13 +228,13 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, x_heldout: np.ndarray, 
                 raise ValueError("a prior axis needs domains to choose its weight")
             (weight, ngram_weight), lodo = choose_mix_weights(
                 x_train, y_train, domains, prior, c, seed, balanced, texts=texts[0] if texts else None,
-                ngram_grid=NGRAM_GRID)
+                ngram_grid=NGRAM_GRID, sample_weight=sample_weight)
             params.update(prior_weight=weight, leave_one_domain_out_accuracy=lodo)
-        results["logistic"] = (fit_logistic(x_train, y_train, seed, c, balanced, prior, weight), params)
+        results["logistic"] = (fit_logistic(x_train, y_train, seed, c, balanced, prior, weight, sample_weight), params)
         if ngram_weight:
             from senti.model.recipes.train_ngrams import NgramParams, fit_ngrams
 
-            ngrams = fit_ngrams(texts[0], y_train, seed)
+            ngrams = fit_ngrams(texts[0], y_train, seed, sample_weight=sample_weight)
             params.update(ngram_weight=ngram_weight, ngram_params=vars(NgramParams()),
                           ngram_features=len(ngrams.vectorizer.vocabulary_))
     if "mlp" in kinds:

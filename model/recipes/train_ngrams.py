@@ -35,8 +35,12 @@ class NgramModel:
         return self.classifier.decision_function(self.vectorizer.transform(texts))
 
 
-def fit_ngrams(texts: list[str], y: np.ndarray, seed: int, params: NgramParams = NgramParams()) -> NgramModel:
-    """Fits sublinear TF-IDF over model.ngrams.char_ngrams and a logistic regression on it."""
+def fit_ngrams(texts: list[str], y: np.ndarray, seed: int, params: NgramParams = NgramParams(),
+               sample_weight: np.ndarray | None = None) -> NgramModel:
+    """Fits sublinear TF-IDF over model.ngrams.char_ngrams and a logistic regression on it.
+
+    sample_weight (one per text, None: all 1) weighs the texts in the regression's loss, not in the vocabulary.
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -44,7 +48,8 @@ def fit_ngrams(texts: list[str], y: np.ndarray, seed: int, params: NgramParams =
                                  sublinear_tf=True, dtype=np.float64)
     features = vectorizer.fit_transform(texts)
     classifier = LogisticRegression(C=params.c, max_iter=3000, random_state=seed,
-                                    class_weight="balanced" if params.balanced else None).fit(features, y)
+                                    class_weight="balanced" if params.balanced else None)
+    classifier.fit(features, y, sample_weight=sample_weight)
     return NgramModel(vectorizer, classifier, params.max_n)
 
 

@@ -32,6 +32,7 @@ ERROR_CODES = (
     (model_errors.DeadlineExceeded, "DEADLINE_EXCEEDED"),
     (model_errors.Cancelled, "CANCELLED"),
     (model_errors.Unsupported, "FAILED_PRECONDITION"),
+    (model_errors.NotFound, "NOT_FOUND"),
 )
 POLARITY = {"negative": "POLARITY_NEGATIVE", "positive": "POLARITY_POSITIVE", None: "POLARITY_UNSPECIFIED"}
 

@@ -63,16 +63,18 @@ class AsyncSentiClient:
         """The raw PredictResponse, timing metadata included."""
         return await self._stub.Predict(predict_request(texts, strict), **self._call_options(timeout))
 
-    async def classify_zero_shot(self, texts: str | Sequence[str], labels: Sequence[str], *, template: str = "",
+    async def classify_zero_shot(self, texts: str | Sequence[str], labels: Sequence[str] = (), *, template: str = "",
                                  multi_label: bool = False, strict: bool = False, timeout: float | None = None,
-                                 examples: Mapping[str, Sequence[str]] | None = None) -> list[ZeroShotResult]:
+                                 examples: Mapping[str, Sequence[str]] | None = None,
+                                 classifier: str = "") -> list[ZeroShotResult]:
         """Zero-shot classification of one text or many into the given labels.
 
         `examples` ({label: [texts]}, optional) makes it few-shot: each label given examples is scored against
         a prototype of its hypothesis and its examples (embedding bundles only; the server caches it, so
-        sending the same examples again costs no model work).
+        sending the same examples again costs no model work). `classifier` names one registered on the server
+        (its labels, template and examples; `info().classifiers` lists them) instead of labels and examples.
         """
-        request = zero_shot_request(texts, labels, template, multi_label, strict, examples)
+        request = zero_shot_request(texts, labels, template, multi_label, strict, examples, classifier)
         response = await self._stub.ClassifyZeroShot(request, **self._call_options(timeout))
         return [ZeroShotResult.from_pb(r) for r in response.results]
 

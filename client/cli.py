@@ -28,10 +28,13 @@ def cmd_zeroshot(client: SentiClient, args) -> None:
         labels = [label.strip() for label in args.labels.split(",")]
     elif examples:
         labels = list(examples)
+    elif args.classifier:
+        labels = []
     else:
-        raise SystemExit("senti zeroshot: give --labels, or --examples to take the labels from")
+        raise SystemExit("senti zeroshot: give --labels, --examples to take the labels from, or --classifier")
     for text, r in zip(args.texts, client.classify_zero_shot(args.texts, labels, template=args.template,
-                                                              multi_label=args.multi_label, examples=examples)):
+                                                              multi_label=args.multi_label, examples=examples,
+                                                              classifier=args.classifier)):
         _print({"text": text, "labels": [[label, round(score, 4)] for label, score in r.labels]})
 
 
@@ -89,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--multi-label", action="store_true")
     p.add_argument("--examples", default="", metavar="FILE.jsonl",
                    help='few-shot examples: JSON lines {"text", "label"} (embedding bundles only)')
+    p.add_argument("--classifier", default="", metavar="NAME",
+                   help="a classifier registered on the server (senti info lists them) instead of the labels")
     p.set_defaults(run=cmd_zeroshot)
     p = sub.add_parser("stream", help="JSON lines {id,text} (or plain lines) on stdin -> JSON lines out")
     p.add_argument("--strict", action="store_true")

@@ -80,12 +80,14 @@ def predict_request(texts, strict: bool) -> pb.PredictRequest:
 
 
 def zero_shot_request(texts, labels, template: str, multi_label: bool, strict: bool,
-                      examples: Mapping[str, Sequence[str]] | None = None) -> pb.ClassifyZeroShotRequest:
-    """The ClassifyZeroShotRequest of one text or many, with optional examples {label: [texts]}."""
+                      examples: Mapping[str, Sequence[str]] | None = None,
+                      classifier: str = "") -> pb.ClassifyZeroShotRequest:
+    """The ClassifyZeroShotRequest of one text or many, with optional examples {label: [texts]}, or naming a
+    classifier registered on the server instead of labels, template and examples."""
     return pb.ClassifyZeroShotRequest(
         texts=as_texts(texts), labels=list(labels), hypothesis_template=template, multi_label=multi_label,
         strict=strict, examples=[pb.LabelExamples(label=label, texts=as_texts(group))
-                                 for label, group in (examples or {}).items()])
+                                 for label, group in (examples or {}).items()], classifier=classifier)
 
 
 def stream_request(item_id: str, text: str, strict: bool) -> pb.PredictStreamRequest:

@@ -27,3 +27,7 @@ class Cancelled(SentiError):
 
 class Unsupported(SentiError):
     """No loaded model serves the requested task."""
+
+
+class NotFound(SentiError):
+    """The request names something the server does not have (e.g. an unregistered classifier)."""

@@ -20,7 +20,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import disable_created_metrics
 
+from senti.model.classifiers import ClassifierRegistry, load_catalog, warm_classifiers
 from senti.model.engine import Engine
+from senti.model.errors import InvalidInput
 from senti.v1 import senti_pb2, senti_pb2_grpc
 
 from . import tls, tracing
@@ -89,6 +91,7 @@ class Running:
     metrics_http: object | None = None
     metrics_port: int | None = None
     reloader: Reloader | None = None
+    classifiers: ClassifierRegistry = field(default_factory=lambda: ClassifierRegistry(None))
 
     @property
     def engine(self) -> Engine:
@@ -99,6 +102,15 @@ class Running:
         """Hot reload: loads and warms `bundle_paths` (default: the configured bundles) beside the serving
         engine, swaps it in, lets calls on the old one finish, then closes it; False keeps the old one."""
         return self.reloader.reload(bundle_paths)
+
+    def reload_all(self) -> None:
+        """SIGHUP: the classifiers file, then the bundles (whose warm-up computes the classifiers' prototypes)."""
+        self.classifiers.reload()
+        self.reload()
+
+    def warm_up(self) -> float:
+        """Warms the serving engine and the classifiers' prototypes on it; returns the seconds it took."""
+        return self.engine.warm_up() + warm_classifiers(self.engine, self.classifiers.catalog)
 
     @property
     def http_port(self) -> int | None:
@@ -130,6 +142,7 @@ class Running:
         self.engine.close()
         if self.health_server is not None:
             self.health_server.stop(0)
+        self.classifiers.close()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
             self.metrics_http.server_close()
@@ -176,11 +189,20 @@ def start_server(settings: Settings, engine: Engine, metrics: Metrics | None = N
         max_queue_wait_s=settings.max_queue_wait_ms / 1000 if settings.max_queue_wait_ms > 0 else None)
     interceptor = ServingInterceptor(policy)
     metrics.bind_engine(slot, settings.mode, VERSION)
+
+    def on_classifiers(catalog, ok: bool) -> None:
+        metrics.classifier_reloads.labels("ok" if ok else "failed").inc()
+        metrics.classifiers.set(len(catalog.classifiers))
+        if ok and slot.current.ready:
+            warm_classifiers(slot.current, catalog)
+
+    classifiers = ClassifierRegistry(settings.classifiers, settings.limits(), on_reload=on_classifiers)
+    metrics.classifiers.set(len(classifiers.catalog.classifiers))
     # gRPC's own limit is only a backstop against a flood of health or reflection calls; SentiService calls
     # are admitted by the interceptor, which answers refusals with a retry hint and keeps health answered.
     server = grpc.server(executor, interceptors=[interceptor], options=options,
                          maximum_concurrent_rpcs=4 * settings.grpc_workers)
-    senti_pb2_grpc.add_SentiServiceServicer_to_server(SentiServicer(slot), server)
+    senti_pb2_grpc.add_SentiServiceServicer_to_server(SentiServicer(slot, classifiers), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -204,14 +226,16 @@ def start_server(settings: Settings, engine: Engine, metrics: Metrics | None = N
         health_server.start()
     server.start()
     running = Running(server, port, health_servicer, slot, metrics, interceptor, executor, health_server,
-                      health_port)
+                      health_port, classifiers=classifiers)
+    classifiers.watch(settings.classifiers_poll_s)
 
     def load(bundle_paths=None) -> Engine:
         paths = bundle_paths if bundle_paths is not None else settings.bundle_paths()
         return Engine.load(paths, settings.engine_config(), observer=metrics.observe_batch)
 
     running.reloader = Reloader(slot, load, wait_s=settings.grace_s,
-                                on_result=lambda ok: metrics.reloads.labels("ok" if ok else "failed").inc())
+                                on_result=lambda ok: metrics.reloads.labels("ok" if ok else "failed").inc(),
+                                prepare=lambda engine: warm_classifiers(engine, classifiers.catalog))
     running.set_serving(False)
     if settings.http_port >= 0:
         running.http_server = start_http(settings, running, policy)
@@ -222,14 +246,14 @@ def start_http(settings: Settings, running: Running, policy: Policy):
     """The HTTP/JSON server over the same engine and policy, on settings.http_port."""
     from .http.app import create_app
     from .http.serve import HttpServer
-    app = create_app(Service(running.slot), policy, lambda: running.serving, settings.max_message_bytes)
+    app = create_app(Service(running.slot, running.classifiers), policy, lambda: running.serving, settings.max_message_bytes)
     http = HttpServer(app, settings.host, settings.http_port, settings.grace_s)
     http.start()
     return http
 
 
 def serve(settings: Settings) -> int:
-    """Loads the bundles, serves until SIGTERM/SIGINT (SIGHUP reloads them), drains within the grace period,
+    """Loads the bundles, serves until SIGTERM/SIGINT (SIGHUP reloads them and the classifiers), drains within the grace period,
     returns the exit code."""
     stop, hurry = threading.Event(), threading.Event()
 
@@ -245,11 +269,18 @@ def serve(settings: Settings) -> int:
     started = time.monotonic()
     disable_created_metrics()  # the *_created series only add noise to every scrape
     metrics = Metrics()
+    if settings.classifiers is not None:
+        try:  # before the seconds of loading the bundles: a bad file is the operator's to fix at once
+            load_catalog(settings.classifiers, settings.limits())
+        except InvalidInput as error:
+            log.error("cannot start: %s", error)
+            return 2
     engine = Engine.load(settings.bundle_paths(), settings.engine_config(), observer=metrics.observe_batch)
     running = start_server(settings, engine, metrics)
-    # SIGHUP: hot reload of the configured bundle paths, on a thread of its own (loading takes seconds).
+    # SIGHUP: hot reload of the classifiers and the configured bundle paths, on a thread of its own (loading
+    # takes seconds).
     signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(
-        target=running.reload, name="senti-reload", daemon=True).start())
+        target=running.reload_all, name="senti-reload", daemon=True).start())
     if settings.metrics_port >= 0:
         running.serve_metrics(settings.metrics_host, settings.metrics_port)
     log.info("listening", extra={"host": settings.host, "port": running.port, "http_port": running.http_port,
@@ -259,7 +290,7 @@ def serve(settings: Settings) -> int:
                                  "auth": running.interceptor.authenticator is not None,
                                  "rate_limit_rps": settings.rate_limit_rps})
     if not stop.is_set():
-        warm_s = engine.warm_up()
+        warm_s = running.warm_up()
         running.set_serving(True)
         log.info("SERVING", extra={"startup_s": round(time.monotonic() - started, 3), "warm_up_s": round(warm_s, 3),
                                    "mode": settings.mode})

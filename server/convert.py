@@ -1,7 +1,9 @@
 """Conversions between protobuf messages and the engine's domain objects."""
 from google.rpc import status_pb2
 
+from senti.model.classifiers import Classifier, ClassifierRegistry
 from senti.model.engine import ModelDescription
+from senti.model.errors import InvalidInput
 from senti.model.types import Sentiment, Timing, ZeroShot, polarity
 from senti.model.validation import Limits
 from senti.v1 import senti_pb2 as pb
@@ -27,6 +29,30 @@ def prediction(result: Sentiment) -> pb.Prediction:
 def examples(items) -> list[tuple[str, list[str]]]:
     """Repeated LabelExamples -> (label, texts) pairs in request order."""
     return [(item.label, list(item.texts)) for item in items]
+
+
+def zero_shot_arguments(request: pb.ClassifyZeroShotRequest, classifiers: ClassifierRegistry) -> dict:
+    """The engine's labels, template, multi_label and examples of a request: its own, or those of the classifier
+    it names (which then must be all it sends of them)."""
+    if not request.classifier:
+        return {"labels": list(request.labels), "template": request.hypothesis_template,
+                "multi_label": request.multi_label, "examples": examples(request.examples)}
+    sent = [name for name, present in (("labels", request.labels), ("hypothesis_template", request.hypothesis_template),
+                                       ("examples", request.examples)) if present]
+    if sent:
+        raise InvalidInput(f"classifier {request.classifier!r} brings its own labels, template and examples; "
+                           f"leave {', '.join(sent)} empty")
+    named = classifiers.get(request.classifier)
+    return {"labels": list(named.labels), "template": named.template,
+            "multi_label": named.multi_label or request.multi_label,
+            "examples": [(label, list(texts)) for label, texts in named.examples]}
+
+
+def classifier_info(classifier: Classifier) -> pb.ClassifierInfo:
+    """Classifier -> ClassifierInfo."""
+    return pb.ClassifierInfo(name=classifier.name, labels=list(classifier.labels),
+                             hypothesis_template=classifier.template, multi_label=classifier.multi_label,
+                             examples=classifier.example_counts(), description=classifier.description)
 
 
 def zero_shot_result(result: ZeroShot) -> pb.ZeroShotResult:

@@ -14,6 +14,7 @@ STATUS_OF = {
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.Cancelled: grpc.StatusCode.CANCELLED,
     errors.Unsupported: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
 }
 INTERNAL_MESSAGE = "internal error; the server logged the details"
 

@@ -12,6 +12,7 @@ from concurrent.futures import Future
 
 import grpc
 
+from senti.model.classifiers import ClassifierRegistry
 from senti.model.engine import Engine
 from senti.model.errors import SentiError
 from senti.model.futures import CancelToken
@@ -57,8 +58,9 @@ def unary(method):
 class Service:
     """senti.v1.SentiService's unary RPCs over the serving engine (an EngineSlot: reloads swap it), any transport."""
 
-    def __init__(self, engine: Engine | EngineSlot):
+    def __init__(self, engine: Engine | EngineSlot, classifiers: ClassifierRegistry | None = None):
         self.slot = as_slot(engine)
+        self.classifiers = classifiers if classifiers is not None else ClassifierRegistry(None)
 
     def predict(self, request: pb.PredictRequest, deadline: float | None, token: CancelToken) -> pb.PredictResponse:
         """Predict."""
@@ -71,11 +73,11 @@ class Service:
     def classify_zero_shot(self, request: pb.ClassifyZeroShotRequest, deadline: float | None,
                            token: CancelToken) -> pb.ClassifyZeroShotResponse:
         """ClassifyZeroShot."""
+        arguments = convert.zero_shot_arguments(request, self.classifiers)
         with self.slot.use() as engine:
-            results, timing = engine.classify_zero_shot(
-                list(request.texts), list(request.labels), template=request.hypothesis_template,
-                multi_label=request.multi_label, strict=request.strict, deadline=deadline, token=token,
-                examples=convert.examples(request.examples))
+            results, timing = engine.classify_zero_shot(list(request.texts), arguments.pop("labels"),
+                                                        strict=request.strict, deadline=deadline, token=token,
+                                                        **arguments)
         return pb.ClassifyZeroShotResponse(results=[convert.zero_shot_result(r) for r in results],
                                            metadata=convert.metadata(timing))
 
@@ -85,7 +87,14 @@ class Service:
         with self.slot.use() as engine:
             return pb.GetModelInfoResponse(
                 models=[convert.model_info(d) for d in engine.describe()], limits=convert.limits(engine.limits),
-                execution_mode=engine.config.mode, version=VERSION, bundle_version=self.slot.version)
+                execution_mode=engine.config.mode, version=VERSION, bundle_version=self.slot.version,
+                **self._classifiers_info())
+
+    def _classifiers_info(self) -> dict:
+        """GetModelInfoResponse's classifiers and classifiers_version."""
+        catalog = self.classifiers.catalog  # one read: the list and its version agree
+        return {"classifiers": [convert.classifier_info(catalog.classifiers[name]) for name in sorted(catalog.classifiers)],
+                "classifiers_version": catalog.version}
 
     def unary(self, rpc: str):
         """The method serving a unary RPC by its proto name ('Predict', ...)."""
@@ -96,9 +105,9 @@ class Service:
 class SentiServicer(senti_pb2_grpc.SentiServiceServicer):
     """senti.v1.SentiService over gRPC: the Service with the call's deadline and cancellation."""
 
-    def __init__(self, engine: Engine | EngineSlot):
+    def __init__(self, engine: Engine | EngineSlot, classifiers: ClassifierRegistry | None = None):
         self.slot = as_slot(engine)
-        self.service = Service(self.slot)
+        self.service = Service(self.slot, classifiers)
 
     @unary
     def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:

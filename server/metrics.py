@@ -47,6 +47,9 @@ class Metrics:
                                "and transport", ["rpc", "transport"], registry=r)
         self.reloads = Counter("senti_reloads", "Hot reloads of the bundles (SIGHUP), by result: ok or failed",
                                ["result"], registry=r)
+        self.classifier_reloads = Counter("senti_classifier_reloads", "Reloads of the classifiers file (it changed, "
+                                          "or SIGHUP), by result: ok or failed", ["result"], registry=r)
+        self.classifiers = Gauge("senti_classifiers", "Classifiers registered by name (--classifiers)", registry=r)
         self.in_flight_streams = Gauge("senti_in_flight_streams", "PredictStream calls open now", registry=r)
         self.stream_items = Counter("senti_stream_items", "PredictStream items answered, by status code",
                                     ["code"], registry=r)

@@ -71,11 +71,13 @@ def as_slot(engine_or_slot) -> EngineSlot:
 class Reloader:
     """Loads, warms and swaps in new engines, one reload at a time."""
 
-    def __init__(self, slot: EngineSlot, load: Callable[..., Engine], wait_s: float, on_result=None):
+    def __init__(self, slot: EngineSlot, load: Callable[..., Engine], wait_s: float, on_result=None,
+                 prepare: Callable[[Engine], object] | None = None):
         self.slot = slot
         self.load = load
         self.wait_s = wait_s
         self.on_result = on_result or (lambda ok: None)
+        self.prepare = prepare or (lambda engine: None)  # after warm-up, before the swap (e.g. classifier caches)
         self._lock = threading.Lock()
 
     def reload(self, bundle_paths=None) -> bool:
@@ -90,6 +92,7 @@ class Reloader:
                 return False
             try:
                 warm_s = engine.warm_up()
+                self.prepare(engine)
             except Exception:  # noqa: BLE001
                 log.exception("reload failed: the new bundle did not warm up; the old one keeps serving")
                 engine.close()

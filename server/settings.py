@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     """Model bundle to serve: it serves every task it can (the default bundle: sentiment and zero-shot)."""
     zeroshot_bundle: Path | None = None
     """Optional second bundle (e.g. a StructBERT NLI bundle) that takes zero-shot over from `bundle`."""
+    classifiers: Path | None = None
+    """JSON file of named classifiers (labels, template, multi_label, examples) that ClassifyZeroShot requests
+    use by name (README "Named classifiers"); reloaded when it changes and on SIGHUP, a bad version leaving the
+    old one serving."""
+    classifiers_poll_s: float = Field(2.0, ge=0)
+    """How often to check the classifiers file for changes, in seconds; 0: only at SIGHUP."""
     mode: Literal["batched", "lock", "per-thread"] = "batched"
     """batched: dynamic micro-batching (fastest under load); lock: one session, one text at a time (the
     reference design); per-thread: a pool of sessions, one text each."""

@@ -24,7 +24,7 @@ def running_server(bundle: Path, zeroshot_bundle: Path | None = None, warm: bool
     engine = Engine.load(settings.bundle_paths(), settings.engine_config())
     running = start_server(settings, engine)
     if warm:
-        engine.warm_up()
+        running.warm_up()
         running.set_serving(True)
     client = SentiClient(f"127.0.0.1:{running.port}", timeout=30)
     try:

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14senti/v1/senti.proto\x12\x08senti.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/rpc/status.proto\"\x81\x01\n\x08Metadata\x12\x13\n\x0btokenize_us\x18\x01 \x01(\x04\x12\x10\n\x08queue_us\x18\x02 \x01(\x04\x12\x14\n\x0cinference_us\x18\x03 \x01(\x04\x12\x10\n\x08total_us\x18\x04 \x01(\x04\x12\x12\n\nbatch_size\x18\x05 \x01(\r\x12\x12\n\ncache_hits\x18\x06 \x01(\r\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\x99\x01\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12$\n\x06scores\x18\x03 \x03(\x0b\x32\x14.senti.v1.LabelScore\x12$\n\x08polarity\x18\x04 \x01(\x0e\x32\x12.senti.v1.Polarity\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x0e\n\x06tokens\x18\x06 \x01(\r\"/\n\x0ePredictRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06strict\x18\x02 \x01(\x08\"b\n\x0fPredictResponse\x12)\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x14.senti.v1.Prediction\x12$\n\x08metadata\x18\x02 \x01(\x0b\x32\x12.senti.v1.Metadata\"@\n\x14PredictStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06strict\x18\x03 \x01(\x08\"\xa4\x01\n\x15PredictStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\nprediction\x18\x02 \x01(\x0b\x32\x14.senti.v1.PredictionH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x12$\n\x08metadata\x18\x04 \x01(\x0b\x32\x12.senti.v1.MetadataB\x08\n\x06result\"\xa5\x01\n\x17\x43lassifyZeroShotRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x1b\n\x13hypothesis_template\x18\x03 \x01(\t\x12\x13\n\x0bmulti_label\x18\x04 \x01(\x08\x12\x0e\n\x06strict\x18\x05 \x01(\x08\x12)\n\x08\x65xamples\x18\x06 \x03(\x0b\x32\x17.senti.v1.LabelExamples\"-\n\rLabelExamples\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\"I\n\x0eZeroShotResult\x12$\n\x06labels\x18\x01 \x03(\x0b\x32\x14.senti.v1.LabelScore\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"k\n\x18\x43lassifyZeroShotResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.senti.v1.ZeroShotResult\x12$\n\x08metadata\x18\x02 \x01(\x0b\x32\x12.senti.v1.Metadata\"\x15\n\x13GetModelInfoRequest\"\xfa\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x1d\n\x05tasks\x18\x03 \x03(\x0e\x32\x0e.senti.v1.Task\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x12\n\nmax_tokens\x18\x05 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x14\n\x0cquantization\x18\x07 \x01(\t\x12\x18\n\x10\x64\x65\x66\x61ult_template\x18\x08 \x01(\t\x12\x37\n\nprovenance\x18\t \x03(\x0b\x32#.senti.v1.ModelInfo.ProvenanceEntry\x12\x31\n\x07metrics\x18\n \x03(\x0b\x32 .senti.v1.ModelInfo.MetricsEntry\x1a\x31\n\x0fProvenanceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xc3\x01\n\x06Limits\x12\x1d\n\x15max_texts_per_request\x18\x01 \x01(\r\x12\x1e\n\x16max_labels_per_request\x18\x02 \x01(\r\x12\x1a\n\x12max_chars_per_text\x18\x03 \x01(\r\x12\x1c\n\x14max_stream_in_flight\x18\x04 \x01(\r\x12\x1e\n\x16max_examples_per_label\x18\x05 \x01(\r\x12 \n\x18max_examples_per_request\x18\x06 \x01(\r\"\x9e\x01\n\x14GetModelInfoResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.senti.v1.ModelInfo\x12 \n\x06limits\x18\x02 \x01(\x0b\x32\x10.senti.v1.Limits\x12\x16\n\x0e\x65xecution_mode\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x16\n\x0e\x62undle_version\x18\x05 \x01(\t*R\n\x08Polarity\x12\x18\n\x14POLARITY_UNSPECIFIED\x10\x00\x12\x15\n\x11POLARITY_NEGATIVE\x10\x01\x12\x15\n\x11POLARITY_POSITIVE\x10\x02*D\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_SENTIMENT\x10\x01\x12\x12\n\x0eTASK_ZERO_SHOT\x10\x02\x32\xb7\x03\n\x0cSentiService\x12V\n\x07Predict\x12\x18.senti.v1.PredictRequest\x1a\x19.senti.v1.PredictResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/predict:\x01*\x12s\n\rPredictStream\x12\x1e.senti.v1.PredictStreamRequest\x1a\x1f.senti.v1.PredictStreamResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/predict:stream:\x01*(\x01\x30\x01\x12s\n\x10\x43lassifyZeroShot\x12!.senti.v1.ClassifyZeroShotRequest\x1a\".senti.v1.ClassifyZeroShotResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/zero-shot:\x01*\x12\x65\n\x0cGetModelInfo\x12\x1d.senti.v1.GetModelInfoRequest\x1a\x1e.senti.v1.GetModelInfoResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/model-infob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14senti/v1/senti.proto\x12\x08senti.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/rpc/status.proto\"\x81\x01\n\x08Metadata\x12\x13\n\x0btokenize_us\x18\x01 \x01(\x04\x12\x10\n\x08queue_us\x18\x02 \x01(\x04\x12\x14\n\x0cinference_us\x18\x03 \x01(\x04\x12\x10\n\x08total_us\x18\x04 \x01(\x04\x12\x12\n\nbatch_size\x18\x05 \x01(\r\x12\x12\n\ncache_hits\x18\x06 \x01(\r\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\x99\x01\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12$\n\x06scores\x18\x03 \x03(\x0b\x32\x14.senti.v1.LabelScore\x12$\n\x08polarity\x18\x04 \x01(\x0e\x32\x12.senti.v1.Polarity\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x0e\n\x06tokens\x18\x06 \x01(\r\"/\n\x0ePredictRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06strict\x18\x02 \x01(\x08\"b\n\x0fPredictResponse\x12)\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x14.senti.v1.Prediction\x12$\n\x08metadata\x18\x02 \x01(\x0b\x32\x12.senti.v1.Metadata\"@\n\x14PredictStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06strict\x18\x03 \x01(\x08\"\xa4\x01\n\x15PredictStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\nprediction\x18\x02 \x01(\x0b\x32\x14.senti.v1.PredictionH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x12$\n\x08metadata\x18\x04 \x01(\x0b\x32\x12.senti.v1.MetadataB\x08\n\x06result\"\xb9\x01\n\x17\x43lassifyZeroShotRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x1b\n\x13hypothesis_template\x18\x03 \x01(\t\x12\x13\n\x0bmulti_label\x18\x04 \x01(\x08\x12\x0e\n\x06strict\x18\x05 \x01(\x08\x12)\n\x08\x65xamples\x18\x06 \x03(\x0b\x32\x17.senti.v1.LabelExamples\x12\x12\n\nclassifier\x18\x07 \x01(\t\"-\n\rLabelExamples\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\"I\n\x0eZeroShotResult\x12$\n\x06labels\x18\x01 \x03(\x0b\x32\x14.senti.v1.LabelScore\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"k\n\x18\x43lassifyZeroShotResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.senti.v1.ZeroShotResult\x12$\n\x08metadata\x18\x02 \x01(\x0b\x32\x12.senti.v1.Metadata\"\x15\n\x13GetModelInfoRequest\"\xfa\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x1d\n\x05tasks\x18\x03 \x03(\x0e\x32\x0e.senti.v1.Task\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x12\n\nmax_tokens\x18\x05 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x14\n\x0cquantization\x18\x07 \x01(\t\x12\x18\n\x10\x64\x65\x66\x61ult_template\x18\x08 \x01(\t\x12\x37\n\nprovenance\x18\t \x03(\x0b\x32#.senti.v1.ModelInfo.ProvenanceEntry\x12\x31\n\x07metrics\x18\n \x03(\x0b\x32 .senti.v1.ModelInfo.MetricsEntry\x1a\x31\n\x0fProvenanceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xc3\x01\n\x06Limits\x12\x1d\n\x15max_texts_per_request\x18\x01 \x01(\r\x12\x1e\n\x16max_labels_per_request\x18\x02 \x01(\r\x12\x1a\n\x12max_chars_per_text\x18\x03 \x01(\r\x12\x1c\n\x14max_stream_in_flight\x18\x04 \x01(\r\x12\x1e\n\x16max_examples_per_label\x18\x05 \x01(\r\x12 \n\x18max_examples_per_request\x18\x06 \x01(\r\"\xea\x01\n\x14GetModelInfoResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.senti.v1.ModelInfo\x12 \n\x06limits\x18\x02 \x01(\x0b\x32\x10.senti.v1.Limits\x12\x16\n\x0e\x65xecution_mode\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x16\n\x0e\x62undle_version\x18\x05 \x01(\t\x12-\n\x0b\x63lassifiers\x18\x06 \x03(\x0b\x32\x18.senti.v1.ClassifierInfo\x12\x1b\n\x13\x63lassifiers_version\x18\x07 \x01(\t\"\xe0\x01\n\x0e\x43lassifierInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x1b\n\x13hypothesis_template\x18\x03 \x01(\t\x12\x13\n\x0bmulti_label\x18\x04 \x01(\x08\x12\x38\n\x08\x65xamples\x18\x05 \x03(\x0b\x32&.senti.v1.ClassifierInfo.ExamplesEntry\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x1a/\n\rExamplesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01*R\n\x08Polarity\x12\x18\n\x14POLARITY_UNSPECIFIED\x10\x00\x12\x15\n\x11POLARITY_NEGATIVE\x10\x01\x12\x15\n\x11POLARITY_POSITIVE\x10\x02*D\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_SENTIMENT\x10\x01\x12\x12\n\x0eTASK_ZERO_SHOT\x10\x02\x32\xb7\x03\n\x0cSentiService\x12V\n\x07Predict\x12\x18.senti.v1.PredictRequest\x1a\x19.senti.v1.PredictResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/predict:\x01*\x12s\n\rPredictStream\x12\x1e.senti.v1.PredictStreamRequest\x1a\x1f.senti.v1.PredictStreamResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/predict:stream:\x01*(\x01\x30\x01\x12s\n\x10\x43lassifyZeroShot\x12!.senti.v1.ClassifyZeroShotRequest\x1a\".senti.v1.ClassifyZeroShotResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/zero-shot:\x01*\x12\x65\n\x0cGetModelInfo\x12\x1d.senti.v1.GetModelInfoRequest\x1a\x1e.senti.v1.GetModelInfoResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/model-infob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELINFO_PROVENANCEENTRY']._serialized_options = b'8\001'
   _globals['_MODELINFO_METRICSENTRY']._loaded_options = None
   _globals['_MODELINFO_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_CLASSIFIERINFO_EXAMPLESENTRY']._loaded_options = None
+  _globals['_CLASSIFIERINFO_EXAMPLESENTRY']._serialized_options = b'8\001'
   _globals['_SENTISERVICE'].methods_by_name['Predict']._loaded_options = None
   _globals['_SENTISERVICE'].methods_by_name['Predict']._serialized_options = b'\202\323\344\223\002\020\"\013/v1/predict:\001*'
   _globals['_SENTISERVICE'].methods_by_name['PredictStream']._loaded_options = None
@@ -45,10 +47,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENTISERVICE'].methods_by_name['ClassifyZeroShot']._serialized_options = b'\202\323\344\223\002\022\"\r/v1/zero-shot:\001*'
   _globals['_SENTISERVICE'].methods_by_name['GetModelInfo']._loaded_options = None
   _globals['_SENTISERVICE'].methods_by_name['GetModelInfo']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/model-info'
-  _globals['_POLARITY']._serialized_start=1965
-  _globals['_POLARITY']._serialized_end=2047
-  _globals['_TASK']._serialized_start=2049
-  _globals['_TASK']._serialized_end=2117
+  _globals['_POLARITY']._serialized_start=2288
+  _globals['_POLARITY']._serialized_end=2370
+  _globals['_TASK']._serialized_start=2372
+  _globals['_TASK']._serialized_end=2440
   _globals['_METADATA']._serialized_start=90
   _globals['_METADATA']._serialized_end=219
   _globals['_LABELSCORE']._serialized_start=221
@@ -64,25 +66,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTSTREAMRESPONSE']._serialized_start=637
   _globals['_PREDICTSTREAMRESPONSE']._serialized_end=801
   _globals['_CLASSIFYZEROSHOTREQUEST']._serialized_start=804
-  _globals['_CLASSIFYZEROSHOTREQUEST']._serialized_end=969
-  _globals['_LABELEXAMPLES']._serialized_start=971
-  _globals['_LABELEXAMPLES']._serialized_end=1016
-  _globals['_ZEROSHOTRESULT']._serialized_start=1018
-  _globals['_ZEROSHOTRESULT']._serialized_end=1091
-  _globals['_CLASSIFYZEROSHOTRESPONSE']._serialized_start=1093
-  _globals['_CLASSIFYZEROSHOTRESPONSE']._serialized_end=1200
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1202
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1223
-  _globals['_MODELINFO']._serialized_start=1226
-  _globals['_MODELINFO']._serialized_end=1604
-  _globals['_MODELINFO_PROVENANCEENTRY']._serialized_start=1507
-  _globals['_MODELINFO_PROVENANCEENTRY']._serialized_end=1556
-  _globals['_MODELINFO_METRICSENTRY']._serialized_start=1558
-  _globals['_MODELINFO_METRICSENTRY']._serialized_end=1604
-  _globals['_LIMITS']._serialized_start=1607
-  _globals['_LIMITS']._serialized_end=1802
-  _globals['_GETMODELINFORESPONSE']._serialized_start=1805
-  _globals['_GETMODELINFORESPONSE']._serialized_end=1963
-  _globals['_SENTISERVICE']._serialized_start=2120
-  _globals['_SENTISERVICE']._serialized_end=2559
+  _globals['_CLASSIFYZEROSHOTREQUEST']._serialized_end=989
+  _globals['_LABELEXAMPLES']._serialized_start=991
+  _globals['_LABELEXAMPLES']._serialized_end=1036
+  _globals['_ZEROSHOTRESULT']._serialized_start=1038
+  _globals['_ZEROSHOTRESULT']._serialized_end=1111
+  _globals['_CLASSIFYZEROSHOTRESPONSE']._serialized_start=1113
+  _globals['_CLASSIFYZEROSHOTRESPONSE']._serialized_end=1220
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1222
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1243
+  _globals['_MODELINFO']._serialized_start=1246
+  _globals['_MODELINFO']._serialized_end=1624
+  _globals['_MODELINFO_PROVENANCEENTRY']._serialized_start=1527
+  _globals['_MODELINFO_PROVENANCEENTRY']._serialized_end=1576
+  _globals['_MODELINFO_METRICSENTRY']._serialized_start=1578
+  _globals['_MODELINFO_METRICSENTRY']._serialized_end=1624
+  _globals['_LIMITS']._serialized_start=1627
+  _globals['_LIMITS']._serialized_end=1822
+  _globals['_GETMODELINFORESPONSE']._serialized_start=1825
+  _globals['_GETMODELINFORESPONSE']._serialized_end=2059
+  _globals['_CLASSIFIERINFO']._serialized_start=2062
+  _globals['_CLASSIFIERINFO']._serialized_end=2286
+  _globals['_CLASSIFIERINFO_EXAMPLESENTRY']._serialized_start=2239
+  _globals['_CLASSIFIERINFO_EXAMPLESENTRY']._serialized_end=2286
+  _globals['_SENTISERVICE']._serialized_start=2443
+  _globals['_SENTISERVICE']._serialized_end=2882
 # @@protoc_insertion_point(module_scope)

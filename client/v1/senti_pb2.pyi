@@ -106,20 +106,22 @@ class PredictStreamResponse(_message.Message):
     def __init__(self, id: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., metadata: _Optional[_Union[Metadata, _Mapping]] = ...) -> None: ...
 
 class ClassifyZeroShotRequest(_message.Message):
-    __slots__ = ("texts", "labels", "hypothesis_template", "multi_label", "strict", "examples")
+    __slots__ = ("texts", "labels", "hypothesis_template", "multi_label", "strict", "examples", "classifier")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     HYPOTHESIS_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     MULTI_LABEL_FIELD_NUMBER: _ClassVar[int]
     STRICT_FIELD_NUMBER: _ClassVar[int]
     EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.RepeatedScalarFieldContainer[str]
     hypothesis_template: str
     multi_label: bool
     strict: bool
     examples: _containers.RepeatedCompositeFieldContainer[LabelExamples]
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., hypothesis_template: _Optional[str] = ..., multi_label: _Optional[bool] = ..., strict: _Optional[bool] = ..., examples: _Optional[_Iterable[_Union[LabelExamples, _Mapping]]] = ...) -> None: ...
+    classifier: str
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., hypothesis_template: _Optional[str] = ..., multi_label: _Optional[bool] = ..., strict: _Optional[bool] = ..., examples: _Optional[_Iterable[_Union[LabelExamples, _Mapping]]] = ..., classifier: _Optional[str] = ...) -> None: ...
 
 class LabelExamples(_message.Message):
     __slots__ = ("label", "texts")
@@ -204,15 +206,42 @@ class Limits(_message.Message):
     def __init__(self, max_texts_per_request: _Optional[int] = ..., max_labels_per_request: _Optional[int] = ..., max_chars_per_text: _Optional[int] = ..., max_stream_in_flight: _Optional[int] = ..., max_examples_per_label: _Optional[int] = ..., max_examples_per_request: _Optional[int] = ...) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
-    __slots__ = ("models", "limits", "execution_mode", "version", "bundle_version")
+    __slots__ = ("models", "limits", "execution_mode", "version", "bundle_version", "classifiers", "classifiers_version")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_MODE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIERS_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIERS_VERSION_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     limits: Limits
     execution_mode: str
     version: str
     bundle_version: str
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., execution_mode: _Optional[str] = ..., version: _Optional[str] = ..., bundle_version: _Optional[str] = ...) -> None: ...
+    classifiers: _containers.RepeatedCompositeFieldContainer[ClassifierInfo]
+    classifiers_version: str
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., execution_mode: _Optional[str] = ..., version: _Optional[str] = ..., bundle_version: _Optional[str] = ..., classifiers: _Optional[_Iterable[_Union[ClassifierInfo, _Mapping]]] = ..., classifiers_version: _Optional[str] = ...) -> None: ...
+
+class ClassifierInfo(_message.Message):
+    __slots__ = ("name", "labels", "hypothesis_template", "multi_label", "examples", "description")
+    class ExamplesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    HYPOTHESIS_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    MULTI_LABEL_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    hypothesis_template: str
+    multi_label: bool
+    examples: _containers.ScalarMap[str, int]
+    description: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., hypothesis_template: _Optional[str] = ..., multi_label: _Optional[bool] = ..., examples: _Optional[_Mapping[str, int]] = ..., description: _Optional[str] = ...) -> None: ...

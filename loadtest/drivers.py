@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 import grpc
 
@@ -30,6 +30,43 @@ class Record:
 
 
 Call = Callable[[senti_pb2_grpc.SentiServiceStub, int, float], Awaitable[Record]]
+
+
+class Meter(Protocol):
+    """Counts resources (the server's CPU, ours) between `start()` and `stop()`: a driver calls them at the
+    edges of the window its figures are over, so CPU seconds and the window's seconds cover the same time
+    (measure.CpuMeter; not the warm-up, nor the drain of the calls still in flight when the window ends)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def _mark_window(loop: asyncio.AbstractEventLoop, meter: Meter | None, start: float, end: float | None):
+    """Schedules meter.start() at loop time `start` and meter.stop() at `end` (None: no fixed end); returns a
+    function to call when the driver is done: it stops the meter then if `end` has not come yet (and starts it
+    first if `start` has not either, so an empty window counts nothing)."""
+    if meter is None:
+        return lambda: None
+    state = {"started": False, "stopped": False}
+
+    def on_start():
+        state["started"] = True
+        meter.start()
+
+    def on_stop():
+        if not state["started"]:
+            started.cancel()
+            on_start()
+        if not state["stopped"]:
+            state["stopped"] = True
+            if stopped is not None:
+                stopped.cancel()
+            meter.stop()
+
+    started = loop.call_at(start, on_start)
+    stopped = loop.call_at(end, on_stop) if end is not None else None
+    return on_stop
 
 
 async def answered(rpc: Awaitable, sent: float, senti_metadata: bool = True) -> Record:
@@ -68,22 +105,25 @@ def _channel(target: str) -> grpc.aio.Channel:
 
 
 async def closed_loop(target: str, call: Call, concurrency: int, seconds: float, warmup: float,
-                      max_requests: int, stub_factory=None) -> tuple[list[Record], float]:
+                      max_requests: int, stub_factory=None, meter: Meter | None = None) -> tuple[list[Record], float]:
     """`concurrency` callers each send, wait, send again; calls that finish after `warmup` within `seconds` count.
     The callers share one channel (gRPC multiplexes them on one HTTP/2 connection)."""
     async with _channel(target) as channel:
         stub = (stub_factory or senti_pb2_grpc.SentiServiceStub)(channel)
-        return await drive_closed_loop([stub] * concurrency, call, seconds, warmup, max_requests)
+        return await drive_closed_loop([stub] * concurrency, call, seconds, warmup, max_requests, meter)
 
 
 async def drive_closed_loop(stubs: list, call: Callable[[object, int, float], Awaitable[Record]], seconds: float,
-                            warmup: float, max_requests: int) -> tuple[list[Record], float]:
+                            warmup: float, max_requests: int, meter: Meter | None = None) -> tuple[list[Record], float]:
     """The closed loop itself: one caller per entry of `stubs` (each calls `call(stub, index, sent)`, waits, calls
     again) taking request indexes from one counter; the records of calls that finished inside the window
-    [warmup, warmup + seconds] from now, their `sent` relative to the window's start, and the window."""
+    [warmup, warmup + seconds] from now, their `sent` relative to the window's start, and the window.
+    `meter` runs over that same window: from its start to its end (or to the last call, when `max_requests`
+    runs out first), not over the warm-up or the calls still finishing after the end."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     start, end = t0 + warmup, t0 + warmup + seconds
+    window_done = _mark_window(loop, meter, start, end)
     counter = iter(range(max_requests))
     records: list[Record] = []
 
@@ -97,6 +137,7 @@ async def drive_closed_loop(stubs: list, call: Callable[[object, int, float], Aw
                 records.append(record)
 
     await asyncio.gather(*(worker(stub) for stub in stubs))
+    window_done()
     window = min(end, loop.time()) - start
     for r in records:
         r.sent -= start
@@ -104,14 +145,16 @@ async def drive_closed_loop(stubs: list, call: Callable[[object, int, float], Aw
 
 
 async def open_loop(target: str, call: Call, rate: float, seconds: float, first_index: int,
-                    max_in_flight: int = 4096) -> tuple[list[Record], float, int]:
+                    max_in_flight: int = 4096, meter: Meter | None = None) -> tuple[list[Record], float, int]:
     """Sends at fixed times (constant arrival rate); latency counts from the scheduled time (no coordinated
-    omission). Returns records, the elapsed window and the number of sends skipped for the in-flight cap."""
+    omission). Returns records, the elapsed window and the number of sends skipped for the in-flight cap;
+    `meter` runs from the first scheduled send until every call is answered."""
     async with _channel(target) as channel:
         stub = senti_pb2_grpc.SentiServiceStub(channel)
         loop = asyncio.get_running_loop()
         offsets = common.arrival_offsets(rate, seconds)
         t0 = loop.time() + 0.05
+        window_done = _mark_window(loop, meter, t0, None)
         records: list[Record] = []
         tasks = set()
         skipped = 0
@@ -132,13 +175,15 @@ async def open_loop(target: str, call: Call, rate: float, seconds: float, first_
             task.add_done_callback(tasks.discard)
         if tasks:
             await asyncio.wait(tasks, timeout=60)
+        window_done()
         window = max(seconds, max((r.sent + r.latency for r in records), default=t0) - t0)
         for r in records:
             r.sent -= t0
         return records, window, skipped
 
 
-async def stream_run(target: str, texts: list[str], count: int, timeout: float, window: int = 128) -> dict:
+async def stream_run(target: str, texts: list[str], count: int, timeout: float, window: int = 128,
+                     meter: Meter | None = None) -> dict:
     """One PredictStream carrying `count` comments. The feeder keeps at most `window` comments unanswered (as a
     well-behaved producer does; the server holds 64 in flight by default), so the per-item latency measured
     from hand-off to answer is the wait for the model, not the time the item sat in the client's own buffers.
@@ -160,6 +205,7 @@ async def stream_run(target: str, texts: list[str], count: int, timeout: float, 
                 yield pb.PredictStreamRequest(id=str(i), text=texts[i % len(texts)])
 
         t0 = loop.time()
+        window_done = _mark_window(loop, meter, t0, None)
         call = stub.PredictStream(requests(), timeout=timeout)
         async for response in call:
             latencies.append(loop.time() - sent[response.id])
@@ -169,6 +215,7 @@ async def stream_run(target: str, texts: list[str], count: int, timeout: float, 
             else:
                 batch_sizes.append(response.metadata.batch_size)
                 server.append(response.metadata.total_us / 1e6)
+        window_done()
         wall = loop.time() - t0
         return {"comments": count, "answered": len(latencies), "errors": errors, "seconds": round(wall, 2),
                 "client_window": window, "comments_per_s": round(len(latencies) / wall, 1),

@@ -19,7 +19,7 @@ from typing import Awaitable, Callable
 
 import grpc
 
-from .drivers import Record, drive_closed_loop
+from .drivers import Meter, Record, drive_closed_loop
 
 # google.rpc.Status.code (the error body's "code") -> the gRPC status name a gRPC Record carries
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
@@ -151,13 +151,13 @@ def _error_code(status: int, body: bytes) -> str:
 
 
 async def http_closed_loop(host: str, port: int, call: HttpCall, concurrency: int, seconds: float, warmup: float,
-                           max_requests: int) -> tuple[list[Record], float]:
+                           max_requests: int, meter: Meter | None = None) -> tuple[list[Record], float]:
     """closed_loop over HTTP: `concurrency` callers, each on its own keep-alive connection (opened first), the
     same window rules (calls that finish after `warmup` within `seconds` count)."""
     connections = [HttpConnection(host, port) for _ in range(concurrency)]
     try:
         await asyncio.gather(*(c.connect() for c in connections))
-        return await drive_closed_loop(connections, call, seconds, warmup, max_requests)
+        return await drive_closed_loop(connections, call, seconds, warmup, max_requests, meter)
     finally:
         for c in connections:
             c.close()

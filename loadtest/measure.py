@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Awaitable, Callable
 
 import psutil
@@ -12,9 +13,31 @@ from .settings import log
 from .spawn import Server
 
 
+def cores_warning(what: str, cores: float, available: int | None = None) -> str | None:
+    """A warning when a CPU figure (in cores) is above the machine's core count, which no measurement of one
+    machine can be: CPU or wall time was counted wrong. None when it is plausible."""
+    available = available or os.cpu_count() or 1
+    if cores > available:
+        return (f"WARNING: {what}: {cores} CPU cores on a {available}-core machine is impossible; "
+                f"its CPU figures are not to be trusted")
+    return None
+
+
+def flag_impossible_cores(result: dict, label: str = "") -> None:
+    """Logs, and lists under result['warnings'], every CPU figure of `result` (server_cpu_cores,
+    client_cpu_cores) above the machine's core count."""
+    for key in ("server_cpu_cores", "client_cpu_cores"):
+        if key in result:
+            warning = cores_warning(f"{label}{key}", result[key])
+            if warning:
+                log(warning)
+                result.setdefault("warnings", []).append(warning)
+
+
 def result_of(records: list[Record], window: float, server: Server | None, cpu_s: float,
               client_cpu_s: float, offered: float | None = None) -> dict:
-    """Throughput, latency percentiles, server-side timing, batch sizes and resources of one run."""
+    """Throughput, latency percentiles, server-side timing, batch sizes and resources of one run.
+    `cpu_s` and `client_cpu_s` must be counted over `window` (measured() with a driver's meter)."""
     ok = [r for r in records if r.code == "OK"]
     errors: dict[str, int] = {}
     for r in records:
@@ -33,6 +56,7 @@ def result_of(records: list[Record], window: float, server: Server | None, cpu_s
         "server_cpu_cores": round(cpu_s / window, 2),
         "client_cpu_cores": round(client_cpu_s / window, 2),
     }
+    flag_impossible_cores(out)
     if offered is not None:
         out["offered"] = offered
     if server is not None:
@@ -40,12 +64,41 @@ def result_of(records: list[Record], window: float, server: Server | None, cpu_s
     return out
 
 
-def measured(server: Server, runner: Callable[[], Awaitable]) -> tuple:
-    """Runs a driver coroutine, returning its result with the server's and this process's CPU seconds."""
+class CpuMeter:
+    """The server's CPU seconds and this process's between start() and stop() (drivers.Meter): the driver
+    calls them at the edges of the window its throughput is over. Unstarted, it counts from its creation;
+    unstopped, up to the moment `seconds()` is read."""
+
+    def __init__(self, server_cpu: Callable[[], float], client_cpu: Callable[[], float]):
+        self._server_cpu, self._client_cpu = server_cpu, client_cpu
+        self._first = self._sample()
+        self._last: tuple[float, float] | None = None
+
+    def _sample(self) -> tuple[float, float]:
+        return self._server_cpu(), self._client_cpu()
+
+    def start(self) -> None:
+        self._first = self._sample()
+
+    def stop(self) -> None:
+        self._last = self._sample()
+
+    def seconds(self) -> tuple[float, float]:
+        """(server CPU seconds, client CPU seconds) from start to stop."""
+        last = self._last or self._sample()
+        return last[0] - self._first[0], last[1] - self._first[1]
+
+
+def measured(server: Server, runner: Callable[[CpuMeter], Awaitable]) -> tuple:
+    """Runs a driver coroutine, `runner(meter)`, returning its result with the server's and this process's CPU
+    seconds over the driver's own window: the driver starts and stops `meter` at that window's edges, so the
+    CPU of the warm-up and of the calls still in flight after the window (at c32 on a slow server, seconds of
+    work) is not divided by a window that excludes them."""
     me = psutil.Process()
-    cpu0, mine0 = server.cpu_s(), sum(me.cpu_times()[:2])
-    result = asyncio.run(runner())
-    return result, server.cpu_s() - cpu0, sum(me.cpu_times()[:2]) - mine0
+    meter = CpuMeter(server.cpu_s, lambda: sum(me.cpu_times()[:2]))
+    result = asyncio.run(runner(meter))
+    cpu, mine = meter.seconds()
+    return result, cpu, mine
 
 
 def closed_loops(name: str, server: Server, entry: dict, make_call: Callable[[], Call], seconds: float,
@@ -54,8 +107,9 @@ def closed_loops(name: str, server: Server, entry: dict, make_call: Callable[[],
     returns how many requests each sent."""
     sent = {}
     for concurrency in (1, 32):
-        (records, window), cpu, mine = measured(server, lambda: closed_loop(
-            server.target, make_call(), concurrency, seconds, warmup, 200_000, stub_factory=stub_factory))
+        (records, window), cpu, mine = measured(server, lambda meter: closed_loop(
+            server.target, make_call(), concurrency, seconds, warmup, 200_000, stub_factory=stub_factory,
+            meter=meter))
         result = entry[f"c{concurrency}"] = result_of(records, window, server, cpu, mine)
         sent[concurrency] = len(records)
         log(f"{name} c{concurrency}: {result['texts_per_s']} texts/s, p99 {result['latency_ms'].get('p99')} ms")

@@ -1,6 +1,8 @@
 """The summary table and the goal lines of a bench run, from its results dict (no I/O)."""
 from __future__ import annotations
 
+import os
+
 
 def _closed_loop_row(scenario: str, entry: dict, run: dict) -> dict:
     """A table row for one closed-loop run of a server (senti or a peer) and its server-level figures."""
@@ -100,13 +102,38 @@ COLUMNS = [("scenario", "scenario"), ("texts_per_s", "texts/s"), ("p50", "p50 ms
            ("x_ceiling", "x ceiling"), ("x_paired", "x paired ceiling"), ("x_seed", "x seed")]
 
 
+def _cpu_figures(node, path: str = ""):
+    """(path, value) of every CPU figure in cores (a key ending in 'cpu_cores') anywhere in the results."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if str(key).endswith("cpu_cores") and isinstance(value, (int, float)):
+                yield where, value
+            else:
+                yield from _cpu_figures(value, where)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            label = value.get("scenario") or value.get("variant") if isinstance(value, dict) else None
+            yield from _cpu_figures(value, f"{path}[{i}{': ' + str(label) if label else ''}]")
+
+
+def cpu_warnings(results: dict) -> list[str]:
+    """A warning per CPU figure above the machine's core count (results['machine']['cores'], else this
+    machine's): impossible on one machine, so that run's CPU accounting is wrong and its figures untrustworthy."""
+    cores = results.get("machine", {}).get("cores") or os.cpu_count() or 1
+    return [f"WARNING: {where} = {value} CPU cores on a {cores}-core machine is impossible: "
+            f"its CPU accounting is wrong, do not trust it" for where, value in _cpu_figures(results)
+            if value > cores and not where.startswith("summary")]
+
+
 def _times(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 def headline(results: dict) -> list[str]:
-    """The goal lines: served c32 vs the ceiling, c1 vs raw batch 1, vs the seed design, zero-shot, cache."""
-    lines = []
+    """The goal lines: served c32 vs the ceiling, c1 vs raw batch 1, vs the seed design, zero-shot, cache;
+    first a warning for every CPU figure above the machine's core count."""
+    lines = cpu_warnings(results)
     runs = results.get("engine", {}).get("runs", [])
     ceiling = max((r["texts_per_s"] for r in runs if r["variant"] == "int8" and r["batching"] == "grouped 32"),
                   default=None)
@@ -121,6 +148,10 @@ def headline(results: dict) -> list[str]:
         c32 = batched["c32"]["texts_per_s"]
         lines.append(f"served Predict c32 (batched): {c32} texts/s = {c32 / ceiling:.0%} of the raw ceiling "
                      f"{ceiling} (goal >= 90%)" + (f"; {c32 / seed:.1f}x the seed design ({seed})" if seed else ""))
+    for name, limit in (("raw ceiling", ceiling), ("paired raw ceiling", batched.get("paired_ceiling"))):
+        if limit and "c32" in batched and batched["c32"]["texts_per_s"] > limit:
+            lines.append(f"WARNING: the server served more ({batched['c32']['texts_per_s']} texts/s) than the "
+                         f"{name} ({limit}): that ceiling is not the engine's best, ratios to it mislead")
     raw1 = [r for r in runs if r["variant"] == "int8" and r["batching"] == "batch 1"
             and not r["layout"].endswith("spin")]
     if raw1 and "c1" in batched:

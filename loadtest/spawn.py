@@ -47,10 +47,12 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
     def _tree(self) -> list[psutil.Process]:
+        """The server and its worker processes, each once. Listing the workers may fail (one exiting): the
+        server itself still counts, so a CPU delta never jumps by all the CPU it has used since it started."""
         try:
             return [self.ps, *self.ps.children(recursive=True)]
         except psutil.Error:
-            return []
+            return [self.ps]
 
     def rss_mb(self) -> float:
         """Resident memory of the server and its worker processes (MLServer has some)."""
@@ -63,6 +65,8 @@ class Server:
         return total
 
     def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server and its workers have used: each process's own time only
+        (psutil's children_* fields, time of reaped children, would count a worker twice)."""
         total = 0.0
         for p in self._tree():
             try:

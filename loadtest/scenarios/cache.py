@@ -19,8 +19,8 @@ def run(bench: Bench) -> None:
     for name, size in (("off", "0"), ("on", "10000")):
         server = start_server(f"cache-{name}", bench.bundle, bench.out, ["--cache-size", size])
         try:
-            (records, window), cpu, mine = measured(server, lambda: closed_loop(
-                server.target, predict_call(workload), 32, bench.seconds, 0.0, max_requests=n))
+            (records, window), cpu, mine = measured(server, lambda meter: closed_loop(
+                server.target, predict_call(workload), 32, bench.seconds, 0.0, max_requests=n, meter=meter))
             entry = result_of(records, window, server, cpu, mine)
             entry["hit_rate"] = round(entry["cache_hits"] / max(1, entry["ok"]), 3)
             out[name] = entry

@@ -33,13 +33,14 @@ MAX_REQUESTS = 200_000
 TIMEOUT_S = 120.0  # as the modes scenario's Predict calls
 
 
-def _predict_loop(server: Server, protocol: str, texts: list[str], concurrency: int, seconds: float, warmup: float):
+def _predict_loop(server: Server, protocol: str, texts: list[str], concurrency: int, seconds: float, warmup: float,
+                  meter=None):
     """The closed-loop coroutine of one protocol's Predict driver against `server`."""
     if protocol == "grpc":
         return closed_loop(server.target, predict_call(texts, timeout=TIMEOUT_S), concurrency, seconds, warmup,
-                           MAX_REQUESTS)
+                           MAX_REQUESTS, meter=meter)
     return http_closed_loop("127.0.0.1", server.http_port, http_predict_call(texts, timeout=TIMEOUT_S), concurrency,
-                            seconds, warmup, MAX_REQUESTS)
+                            seconds, warmup, MAX_REQUESTS, meter=meter)
 
 
 def _health_call(stub, index: int, sent: float):
@@ -61,10 +62,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def client_ceiling(server: Server, seconds: float) -> dict:
     """Each driver at c32 against a trivial endpoint of the same server: calls/s and the client's CPU per call."""
     out = {}
-    loops = {"grpc": lambda: closed_loop(server.target, _health_call, 32, seconds, 0.0, MAX_REQUESTS,
-                                         stub_factory=health_pb2_grpc.HealthStub),
-             "http": lambda: http_closed_loop("127.0.0.1", server.http_port, http_get_call("/healthz"), 32, seconds,
-                                              0.0, MAX_REQUESTS)}
+    loops = {"grpc": lambda meter: closed_loop(server.target, _health_call, 32, seconds, 0.0, MAX_REQUESTS,
+                                               stub_factory=health_pb2_grpc.HealthStub, meter=meter),
+             "http": lambda meter: http_closed_loop("127.0.0.1", server.http_port, http_get_call("/healthz"), 32,
+                                                    seconds, 0.0, MAX_REQUESTS, meter=meter)}
     for protocol, loop in loops.items():
         (records, window), cpu, mine = measured(server, loop)
         result = result_of(records, window, None, cpu, mine)
@@ -94,8 +95,8 @@ def compare(bench: Bench, rounds: int) -> dict:
         for round_ in range(rounds):
             for i, concurrency in enumerate((1, 32)):
                 for protocol in (PROTOCOLS if (round_ + i) % 2 == 0 else PROTOCOLS[::-1]):
-                    (records, window), cpu, mine = measured(server, lambda: _predict_loop(
-                        server, protocol, bench.texts, concurrency, bench.seconds, bench.warmup))
+                    (records, window), cpu, mine = measured(server, lambda meter: _predict_loop(
+                        server, protocol, bench.texts, concurrency, bench.seconds, bench.warmup, meter))
                     parts[(protocol, concurrency)].append((records, window, cpu, mine))
                     entry["order"].append(f"{protocol} c{concurrency}")
                     ok = sum(1 for r in records if r.code == "OK")
@@ -134,8 +135,8 @@ def ab(bench: Bench) -> dict:
                 raise RuntimeError(f"A/B leg {leg}: HTTP {name} expected, listening line says http_port "
                                    f"{server.http_port}; see {server.log_path}")
             rss_idle = round(server.rss_mb(), 1)  # after warm-up, before any call: what serving HTTP holds
-            (records, window), cpu, mine = measured(server, lambda: _predict_loop(
-                server, "grpc", bench.texts, 32, bench.seconds, bench.warmup))
+            (records, window), cpu, mine = measured(server, lambda meter: _predict_loop(
+                server, "grpc", bench.texts, 32, bench.seconds, bench.warmup, meter))
             parts[name].append((records, window, cpu, mine))
             ok = sum(1 for r in records if r.code == "OK")
             leg_entry = {"leg": leg, "http": name, "texts_per_s": round(ok / window, 1),

@@ -30,7 +30,7 @@ def run(bench: Bench) -> None:
             steps_left -= 1
             call = predict_call(bench.texts, timeout=5.0)
             (records, window, skipped), cpu, mine = measured(
-                server, lambda: open_loop(server.target, call, rate, seconds, first))
+                server, lambda meter: open_loop(server.target, call, rate, seconds, first, meter=meter))
             step = result_of(records, window, server, cpu, mine, offered=rate)
             step.update(achieved=step["texts_per_s"], p99_ms=step["latency_ms"].get("p99", float("inf")),
                         errors=sum(step["errors"].values()) + skipped, skipped=skipped)

@@ -20,8 +20,8 @@ def run(bench: Bench) -> None:
             labels = ZEROSHOT_LABELS[:k]
             texts = bench.texts[start:] + bench.texts[:start]
             call = zeroshot_call(texts, labels)
-            (records, window), cpu, mine = measured(server, lambda: closed_loop(
-                server.target, call, 32, bench.seconds, bench.warmup, max_requests=200_000))
+            (records, window), cpu, mine = measured(server, lambda meter: closed_loop(
+                server.target, call, 32, bench.seconds, bench.warmup, max_requests=200_000, meter=meter))
             entry = result_of(records, window, server, cpu, mine)
             entry["ms_per_text"] = round(1000 / max(entry["texts_per_s"], 1e-9), 2)
             entry["cpu_ms_per_text"] = round(1000 * cpu / max(1, entry["ok"]), 2)

@@ -370,3 +370,240 @@ def test_loadtest_imports_have_no_cycle():
     assert "loadtest.drivers" in graph["loadtest.peers"]  # relative imports are seen
     cycle = _cycle(graph)
     assert cycle is None, "import cycle in loadtest: " + " -> ".join(cycle)
+
+
+# -- CPU accounting and the raw ceiling (issue 16 item 6) --------------------------------------------------------
+
+class _VirtualTimeLoop:
+    """An asyncio event loop on a virtual clock: waiting for the next timer jumps the clock to it at once, so
+    a driver's timing (warm-up, window, slow calls) plays out exactly and instantly, with no real sleeps."""
+
+    @staticmethod
+    def new():
+        import asyncio
+        import selectors
+
+        class Selector(selectors.DefaultSelector):
+            def select(self, timeout=None):
+                if timeout:
+                    loop.now += timeout
+                return super().select(0)
+
+        class Loop(asyncio.SelectorEventLoop):
+            now = 1000.0
+
+            def time(self):
+                return self.now
+
+        loop = Loop(Selector())
+        return loop
+
+
+def test_closed_loop_meter_spans_the_window_not_the_warmup_or_the_drain():
+    """The cause of "4.19 server cores" on 2 cores: CPU was counted from before the warm-up to after the last
+    in-flight call (at c32 with 1 s calls: 0.5 + 4 + ~1 s) and divided by the 4 s window."""
+    import asyncio
+
+    from loadtest.drivers import Record, drive_closed_loop
+
+    loop = _VirtualTimeLoop.new()
+    marks = []
+
+    class Meter:
+        def start(self):
+            marks.append(("start", loop.time()))
+
+        def stop(self):
+            marks.append(("stop", loop.time()))
+
+    async def call(stub, index, sent):
+        await asyncio.sleep(1.0)
+        return Record(sent, asyncio.get_running_loop().time() - sent)
+
+    t0 = loop.time()
+    records, window = loop.run_until_complete(drive_closed_loop([None] * 32, call, 4.0, 0.5, 200_000, Meter()))
+    finished = loop.time()
+    loop.close()
+    assert window == pytest.approx(4.0)
+    assert marks == [("start", pytest.approx(t0 + 0.5)), ("stop", pytest.approx(t0 + 4.5))]
+    assert finished - t0 >= 5.0  # the drain the old accounting divided by the window
+    # a server busy on 2 cores all along: over the meter's span 2.0 cores; over the whole run > 2.4
+    busy = 2.0
+    over_window = busy * (marks[1][1] - marks[0][1]) / window
+    over_run = busy * (finished - t0) / window
+    assert over_window == pytest.approx(2.0)
+    assert over_run > 2.4
+    assert len(records) == 32 * 4  # the calls finishing at t0 + 1, 2, 3, 4 s: inside the window
+
+
+def test_closed_loop_meter_stops_when_requests_run_out_and_counts_nothing_before_the_window():
+    import asyncio
+
+    from loadtest.drivers import Record, drive_closed_loop
+
+    loop = _VirtualTimeLoop.new()
+    marks = []
+
+    class Meter:
+        def start(self):
+            marks.append(("start", loop.time()))
+
+        def stop(self):
+            marks.append(("stop", loop.time()))
+
+    async def call(stub, index, sent):
+        await asyncio.sleep(0.25)
+        return Record(sent, asyncio.get_running_loop().time() - sent)
+
+    t0 = loop.time()
+    # 8 calls of 0.25 s on 2 callers: done after 1 s, well before the 4 s window ends
+    _, window = loop.run_until_complete(drive_closed_loop([None] * 2, call, 4.0, 0.0, 8, Meter()))
+    assert window == pytest.approx(1.0)
+    assert marks == [("start", pytest.approx(t0)), ("stop", pytest.approx(t0 + 1.0))]
+    # every call done within the warm-up: the meter starts and stops at once (nothing counted)
+    marks.clear()
+    t0 = loop.time()
+    loop.run_until_complete(drive_closed_loop([None] * 2, call, 4.0, 5.0, 8, Meter()))
+    loop.close()
+    assert [m[0] for m in marks] == ["start", "stop"] and marks[0][1] == marks[1][1]
+
+
+def test_measured_counts_cpu_between_the_drivers_marks_only():
+    """measured() must return the CPU between meter.start() and meter.stop(), not over the whole coroutine."""
+    from types import SimpleNamespace
+
+    from loadtest.measure import measured
+
+    server_cpu = {"s": 100.0}
+    server = SimpleNamespace(cpu_s=lambda: server_cpu["s"])
+
+    async def runner(meter):
+        server_cpu["s"] += 50.0  # warm-up: not counted
+        meter.start()
+        server_cpu["s"] += 8.0
+        meter.stop()
+        server_cpu["s"] += 30.0  # drain after the window: not counted
+        return "result"
+
+    result, cpu, mine = measured(server, runner)
+    assert result == "result" and cpu == pytest.approx(8.0) and mine >= 0
+
+    async def unmarked(meter):  # a driver without marks: the whole run, as before
+        server_cpu["s"] += 5.0
+        return None
+
+    assert measured(server, unmarked)[1] == pytest.approx(5.0)
+
+
+def test_result_of_and_headline_warn_about_cores_above_the_machine():
+    import os
+
+    from loadtest.drivers import Record
+    from loadtest.measure import cores_warning, result_of
+    from loadtest.report import cpu_warnings, headline
+
+    cores = os.cpu_count() or 1
+    records = [Record(0.0, 0.01) for _ in range(10)]
+    fine = result_of(records, 4.0, None, cpu_s=4.0 * cores, client_cpu_s=0.0)
+    assert "warnings" not in fine
+    bad = result_of(records, 4.0, None, cpu_s=4.0 * (cores + 2.19), client_cpu_s=0.0)
+    assert bad["server_cpu_cores"] > cores
+    assert any("server_cpu_cores" in w and "impossible" in w for w in bad["warnings"])
+    assert cores_warning("x", 2.0, available=2) is None and cores_warning("x", 2.01, available=2)
+
+    results = {"machine": {"cores": 2},
+               "engine": {"runs": [{"variant": "int8", "layout": "2x1", "batching": "grouped 32",
+                                    "texts_per_s": 104.2, "cpu_cores": 1.98,
+                                    "batch_latency_ms": {"p50": 100, "p95": 120, "p99": 130}}]},
+               "modes": {"seed": {"ready_s": 2.0, "peak_rss_mb": 390, "c1": _closed(9, 100),
+                                  "c32": {**_closed(9, 3000), "server_cpu_cores": 4.19}}}}
+    warnings = cpu_warnings(results)
+    assert len(warnings) == 1 and "modes.seed.c32.server_cpu_cores = 4.19" in warnings[0]
+    assert "2-core" in warnings[0]
+    lines = headline(results)
+    assert lines[0] == warnings[0]
+    results["modes"]["seed"]["c32"]["server_cpu_cores"] = 1.99
+    assert not any(line.startswith("WARNING") for line in headline(results))
+    # a server faster than the raw ceiling (124.8 vs 104.2 in the issue) is flagged too
+    results["modes"]["batched"] = {"ready_s": 2.0, "peak_rss_mb": 400, "paired_ceiling": 130.0,
+                                   "c1": _closed(90, 6), "c32": _closed(124.8, 250)}
+    flagged = [line for line in headline(results) if line.startswith("WARNING")]
+    assert len(flagged) == 1 and "124.8" in flagged[0] and "raw ceiling (104.2)" in flagged[0]
+
+
+def test_server_cpu_still_counts_the_server_when_listing_its_workers_fails():
+    """An empty tree on a psutil error made one sample 0 and the next the server's whole lifetime of CPU."""
+    import os
+    from types import SimpleNamespace
+
+    import psutil
+
+    from loadtest.spawn import Server
+
+    server = Server("self", SimpleNamespace(pid=os.getpid(), poll=lambda: 0), 0, 0.0, Path("unused.log"))
+    try:
+        def fail(recursive=False):
+            raise psutil.NoSuchProcess(os.getpid())
+
+        server.ps.children = fail
+        assert server._tree() == [server.ps]
+        own = psutil.Process().cpu_times()
+        assert server.cpu_s() >= own.user + own.system - 1e-6 > 0
+    finally:
+        server.stop()
+
+
+def _encoded(length):
+    from types import SimpleNamespace
+    return SimpleNamespace(length=length)
+
+
+def test_grouped_batches_keep_to_the_servers_token_cap():
+    """The ceiling's batches were cut at 8192 padded tokens (a 22 x 372 batch, a quarter of a quick pass) while
+    the server's batcher never forms more than max_batch_tokens (2048)."""
+    from senti.model.engine import EngineConfig
+
+    from loadtest.engines import grouped_batches
+
+    lengths = [6, 12, 36, 36, 50, 120, 250, 372, 372, 400, 512] * 20
+    batches = grouped_batches([_encoded(n) for n in lengths], 32)
+    cap = EngineConfig().max_batch_tokens
+    assert sorted(e.length for b in batches for e in b) == sorted(lengths)
+    for batch in batches:
+        assert len(batch) <= 32
+        assert len(batch) == 1 or len(batch) * max(e.length for e in batch) <= cap
+
+
+def test_drive_runs_one_full_pass_costliest_first_and_excludes_the_warmup():
+    """A one-pass ceiling that ends on a long batch leaves the other sessions idle: runs go costliest first,
+    the warm-up runs (one per session, of the costliest batch) are not counted."""
+    import threading
+
+    from loadtest.engines import batch_cost, costliest_first, drive
+
+    batches = [[_encoded(20)] * 32, [_encoded(372)] * 5, [_encoded(40)] * 32, [_encoded(512)] * 4,
+               [_encoded(10)] * 32]
+    ordered = costliest_first(batches)
+    costs = [batch_cost(b) for b in ordered]
+    assert costs == sorted(costs, reverse=True)
+    assert sorted(map(id, ordered)) == sorted(map(id, batches))
+
+    class FakeModel:
+        sessions = ["a", "b"]
+        pad_to = None
+
+        def __init__(self):
+            self.calls, self.lock = [], threading.Lock()
+
+        def run(self, session, batch):
+            with self.lock:
+                self.calls.append((session, batch))
+
+    model = FakeModel()
+    row = drive(model, batches, time_limit=60)
+    warmup, timed = model.calls[:2], model.calls[2:]
+    assert [(s, b) for s, b in warmup] == [("a", ordered[0]), ("b", ordered[0])]
+    assert sorted(map(id, (b for _, b in timed))) == sorted(map(id, batches))
+    assert row["texts"] == sum(len(b) for b in batches) and row["batches"] == len(batches) and row["complete"]
+    # with pad_to every batch is as wide: the cost is the item count
+    assert [len(b) for b in costliest_first(batches, pad_to=512)][:3] == [32, 32, 32]

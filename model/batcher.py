@@ -4,7 +4,8 @@ Contract: `submit(encoded, deadline)` returns a `concurrent.futures.Future` that
 (the item's output row and timing) or raises a domain error. A worker that is idle dispatches at once with
 whatever is queued (`max_wait_s` 0); a batch is bounded by item count and by padded tokens; items are grouped
 by token length so that padding stays small; items whose caller cancelled or whose deadline passed are
-dropped before they cost compute.
+dropped before they cost compute. A lone item that finds every worker idle runs on the `solo` runner (a session
+with every core's threads), so low load gets the best batch-1 latency while high load keeps one-thread batches.
 """
 import logging
 import queue
@@ -59,6 +60,7 @@ class BatchStats:
     skipped_cancelled: int = 0
     skipped_deadline: int = 0
     failed_batches: int = 0
+    solo_batches: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class Batcher:
 
     def __init__(self, runners: Sequence[Runner], *, max_batch_size: int = 32, max_batch_tokens: int = 2048,
                  max_wait_s: float = 0.0, max_queue: int = 1024, overhead_tokens: int = 48,
-                 observer: Callable[[BatchEvent], None] | None = None):
+                 observer: Callable[[BatchEvent], None] | None = None, solo: Runner | None = None):
         if not runners:
             raise ValueError("Batcher needs at least one runner")
         if max_batch_size < 1 or max_batch_tokens < 1 or max_queue < 1:
@@ -121,6 +123,9 @@ class Batcher:
         self._seconds_per_token: float | None = None  # moving average over batches: what the queue costs
         self._cond = threading.Condition()
         self._closed = False
+        self._solo = solo
+        self._busy = 0  # workers running a batch
+        self._solo_running = False
         self._workers = [
             threading.Thread(target=self._work, args=(runner,), name=f"senti-batcher-{i}", daemon=True)
             for i, runner in enumerate(runners)
@@ -162,19 +167,32 @@ class Batcher:
             worker.join(timeout)
 
     def _work(self, runner: Runner) -> None:
-        """Worker loop: take the next batch, drop dead items, run, resolve futures."""
+        """Worker loop: take the next batch, drop dead items, run (alone on the solo runner), resolve futures."""
         while True:
-            batch = self._next_batch()
-            if batch is None:
+            taken = self._next_batch()
+            if taken is None:
                 return
-            live = self._drop_dead(batch)
-            if live:
-                self._run(runner, live)
+            batch, solo = taken
+            try:
+                live = self._drop_dead(batch)
+                if live:
+                    self._run(self._solo if solo else runner, live, solo)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    if solo:
+                        self._solo_running = False
+                        self._cond.notify_all()  # the other workers waited for the cores
 
-    def _next_batch(self) -> list[WorkItem] | None:
-        """Blocks until items are queued; returns the group holding the oldest item, or None when closed."""
+    def _next_batch(self) -> tuple[list[WorkItem], bool] | None:
+        """Blocks until items are queued; returns the group holding the oldest item and whether it runs on the
+        solo runner, or None when closed.
+
+        A worker never starts while the solo runner holds every core: the items queued meanwhile wait for it
+        and then go out in fuller batches, instead of running three threads on two cores.
+        """
         with self._cond:
-            while not self._pending and not self._closed:
+            while (not self._pending or self._solo_running) and not self._closed:
                 self._cond.wait()
             if not self._pending:
                 return None
@@ -189,7 +207,11 @@ class Batcher:
             taken = set(map(id, batch))
             self._pending = [item for item in self._pending if id(item) not in taken]
             self._pending_tokens -= sum(item.encoded.length for item in batch)
-            return batch
+            # alone and nobody else working: the whole machine is this item's
+            self._solo_running = (self._solo is not None and len(batch) == 1 and not self._pending
+                                  and self._busy == 0)
+            self._busy += 1
+            return batch, self._solo_running
 
     def _wait_for_more(self) -> None:
         """Waits (lock held by the condition) until a batch is full or the oldest item waited max_wait_s."""
@@ -218,7 +240,7 @@ class Batcher:
             item.future.set_exception(DeadlineExceeded("the deadline passed while the request was queued"))
         return live
 
-    def _run(self, runner: Runner, batch: list[WorkItem]) -> None:
+    def _run(self, runner: Runner, batch: list[WorkItem], solo: bool = False) -> None:
         """Runs one batch and resolves each item's future with its row, or every future with the error."""
         started = time.monotonic()
         try:
@@ -236,8 +258,10 @@ class Batcher:
         real = sum(item.encoded.length for item in batch)
         cost = (finished - started) / (width * len(batch))
         with self._cond:  # workers update the counters concurrently
-            previous = self._seconds_per_token
-            self._seconds_per_token = cost if previous is None else previous + 0.1 * (cost - previous)
+            if not solo:  # the queue's cost is what one-thread batches take
+                previous = self._seconds_per_token
+                self._seconds_per_token = cost if previous is None else previous + 0.1 * (cost - previous)
+            self.stats.solo_batches += solo
             self.stats.batches += 1
             self.stats.items += len(batch)
             self.stats.padded_tokens += width * len(batch)

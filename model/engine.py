@@ -61,6 +61,7 @@ class EngineConfig:
     mode: str = "batched"
     sessions: int = 0
     intra_op_threads: int = 0
+    solo_threads: int = 0
     max_batch_size: int = 32
     max_batch_tokens: int = 2048
     max_wait_ms: float = 0.0
@@ -78,6 +79,12 @@ class EngineConfig:
             return 1, self.intra_op_threads or cores
         sessions = self.sessions or cores
         return sessions, self.intra_op_threads or max(1, cores // sessions)
+
+    def resolved_solo_threads(self) -> int:
+        """Threads of the session for lone items (0 = every core); 0 when batched mode has none: it would
+        have no more threads than a batch session."""
+        threads = self.solo_threads or os.cpu_count() or 1
+        return threads if self.mode == "batched" and threads > self.resolved_sessions()[1] else 0
 
 
 @dataclass(frozen=True)
@@ -131,16 +138,25 @@ class LoadedModel:
                               self.shared_weights)
 
         self.runners = [runner(bundle.model_file(config.variant)) for _ in range(sessions)]
-        self.executor = _executor(self.runners, config, observer)
+        solo_threads = config.resolved_solo_threads()
+        self.solo_runner = (OnnxRunner(bundle.model_file(config.variant), bundle.input_names, bundle.output_name,
+                                       self.tokenizer.pad_id, solo_threads, pad_to, self.shared_weights)
+                            if solo_threads else None)
+        self.executor = _executor(self.runners, config, observer, self.solo_runner)
         # A bundle may carry a more precise (slower) encoder for zero-shot hypotheses: an error in a label's
         # embedding shifts that label's score for every text, and hypotheses are few and cached, so
         # precision there is cheap. One session: after warm-up it only sees labels it has not seen.
         self.hypothesis_runners = ([runner(bundle.file("hypothesis_model"))]
                                    if bundle.has_file("hypothesis_model") and config.variant != "fp32" else [])
-        self.hypothesis_executor = (_executor(self.hypothesis_runners, config, observer)
+        self.hypothesis_executor = (_executor(self.hypothesis_runners, config, observer, None)
                                     if self.hypothesis_runners else self.executor)
         self.cache: LruCache[Row] = LruCache(config.cache_size)
         self.quantization = "none" if config.variant == "fp32" else bundle.quantization
+
+    def all_runners(self) -> list[OnnxRunner]:
+        """Every session of this bundle (what warm-up runs)."""
+        solo = [self.solo_runner] if self.solo_runner is not None else []
+        return [*self.runners, *solo, *self.hypothesis_runners]
 
     def rows(self, texts: Sequence[str], pairs: Sequence[str] | None, *, strict: bool, deadline: float | None,
              token: fx.CancelToken | None, names: Sequence[str], prefix: str | None = None,
@@ -215,13 +231,13 @@ class LoadedModel:
             self.hypothesis_executor.close()
 
 
-def _executor(runners: list[OnnxRunner], config: EngineConfig,
-              observer: Callable[[BatchEvent], None] | None) -> Batcher | DirectExecutor:
+def _executor(runners: list[OnnxRunner], config: EngineConfig, observer: Callable[[BatchEvent], None] | None,
+              solo: OnnxRunner | None) -> Batcher | DirectExecutor:
     """The dynamic batcher over these sessions, or direct execution in the lock and per-thread modes."""
     if config.mode == "batched":
         return Batcher(runners, max_batch_size=config.max_batch_size, max_batch_tokens=config.max_batch_tokens,
                        max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue,
-                       overhead_tokens=config.overhead_tokens, observer=observer)
+                       overhead_tokens=config.overhead_tokens, observer=observer, solo=solo)
     return DirectExecutor(runners, observer=observer)
 
 
@@ -276,7 +292,7 @@ class Engine:
                                               model.bundle.max_length):
                 text = "好" * max(1, length - 2)  # truncated to max_length by the tokenizer
                 encoded = model.tokenizer.encode_batch([text] * size, [pair] * size if pair else None)
-                for runner in model.runners + model.hypothesis_runners:
+                for runner in model.all_runners():
                     runner.run(encoded)
         self._ready.set()
         return time.monotonic() - started

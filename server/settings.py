@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     """ONNX Runtime sessions (batch workers, or the per-thread pool); 0 = one per core. Each costs memory."""
     intra_op_threads: int = Field(0, ge=0)
     """Threads inside each session; 0 = cores / sessions."""
+    solo_threads: int = Field(0, ge=0)
+    """batched mode: threads of one more session that runs a lone item when every worker is idle, so low load gets
+    every core; 0 = all cores; no such session when it would have no more threads than a batch session."""
     max_batch_size: int = Field(32, ge=1)
     """Most items in one batch."""
     max_batch_tokens: int = Field(2048, ge=1)
@@ -148,7 +151,7 @@ class Settings(BaseSettings):
         """The engine's part of these settings."""
         return EngineConfig(
             mode=self.mode, sessions=self.sessions, intra_op_threads=self.intra_op_threads,
-            max_batch_size=self.max_batch_size, max_batch_tokens=self.max_batch_tokens,
+            solo_threads=self.solo_threads, max_batch_size=self.max_batch_size, max_batch_tokens=self.max_batch_tokens,
             max_wait_ms=self.max_wait_ms, max_queue=self.max_queue, overhead_tokens=self.overhead_tokens,
             cache_size=self.cache_size, variant=self.variant, pad_to_max_length=self.pad_to_max_length,
             limits=self.limits())

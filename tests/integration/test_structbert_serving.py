@@ -90,6 +90,6 @@ def test_info_says_which_model_serves_what(server):
 
 def test_int8_bundle_serves_too(structbert_bundles):
     with running_server(structbert_bundles["sentiment"], structbert_bundles["nli"]) as (_, client):
-        assert {m.quantization for m in client.info().models} == {"int8-per-channel"}
+        assert {m.quantization for m in client.info().models} == {"int8-per-channel-per-token"}
         assert client.predict("很好")[0].label in ("负面", "正面")
         assert len(client.classify_zero_shot("很好", ["体育", "财经"])[0].labels) == 2

@@ -401,7 +401,7 @@ def test_sentiment_bundle_json(sentiment):
     assert doc["name"] == "structbert-sentiment-chinese-tiny"
     assert doc["labels"] == ["负面", "正面"] and doc["max_length"] == 512 and doc["text_prefix"] == ""
     assert doc["files"] == {"model": "model.onnx", "model_fp32": "model.fp32.onnx", "tokenizer": "tokenizer.json"}
-    assert doc["quantization"] == "int8-per-channel" and "nli" not in doc
+    assert doc["quantization"] == "int8-per-channel-per-token" and "nli" not in doc
     assert doc["onnx"] == {"inputs": ["input_ids", "attention_mask", "token_type_ids"], "output": "logits", "dim": 2}
     prov = doc["provenance"]
     assert prov["source"] == str(ckpt) and set(prov["source_files"]) >= {"pytorch_model.bin", "vocab.txt"}

@@ -160,3 +160,45 @@ def test_invalid_arguments_are_rejected_up_front():
         Batcher([])
     with pytest.raises(ValueError, match="max_wait_s"):
         Batcher([RecordingRunner()], max_wait_s=-1)
+
+
+def test_a_lone_item_on_an_idle_batcher_runs_on_the_solo_runner():
+    workers, solo = [RecordingRunner(), RecordingRunner()], RecordingRunner()
+    batcher = Batcher(workers, solo=solo)
+    out = batcher.submit(enc(4, value=7)).result(5)
+    assert int(out.row[0]) == 7 and out.batch_size == 1
+    assert solo.batches == [[4]] and workers[0].batches == workers[1].batches == []
+    assert batcher.stats.solo_batches == 1 and batcher.stats.batches == 1
+    batcher.close()
+
+
+def test_items_queued_while_the_solo_runner_works_wait_for_it_and_go_out_batched():
+    gate = threading.Event()
+    workers, solo = [RecordingRunner(), RecordingRunner()], RecordingRunner(gate)
+    batcher = Batcher(workers, solo=solo)
+    first = batcher.submit(enc(4, value=1))
+    assert solo.started.wait(5)
+    later = [batcher.submit(enc(6, value=i)) for i in (2, 3, 4)]
+    gate.set()
+    assert [int(f.result(5).row[0]) for f in [first, *later]] == [1, 2, 3, 4]
+    # no worker started beside the solo run (it would have taken item 2 alone): the three ran as one batch
+    assert solo.batches == [[4]]
+    assert workers[0].batches + workers[1].batches == [[6, 6, 6]]
+    assert batcher.stats.solo_batches == 1 and batcher.stats.batches == 2
+    batcher.close()
+
+
+def test_a_failing_solo_run_fails_its_item_and_frees_the_workers():
+    class Failing:
+        def run(self, items):
+            raise RuntimeError("boom")
+
+    workers = [RecordingRunner()]
+    batcher = Batcher(workers, solo=Failing())
+    with pytest.raises(RuntimeError, match="boom"):
+        batcher.submit(enc(3)).result(5)
+    assert batcher.stats.failed_batches == 1
+    # the solo runner is free again and takes the next lone item (and fails it): nothing hangs
+    with pytest.raises(RuntimeError):
+        batcher.submit(enc(3)).result(5)
+    batcher.close()

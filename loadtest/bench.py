@@ -15,6 +15,7 @@ Scenarios (--scenarios, comma-separated; default all):
   stream    PredictStream feeding N comments on one stream
   zeroshot  ClassifyZeroShot with 2, 5, 10 and 20 labels
   cache     result cache on vs off at the corpus's own repeat rate
+  invariance  each text's scores sent alone vs at concurrency 32 (in mixed batches): the largest difference
   mlserver  MLServer 1.7.1 serving the same bundle (its own venv, --mlserver-venv), with and without adaptive
             batching, closed loop at concurrency 1 and 32; skipped with a note when that venv is missing
   tools     short smoke runs of the k6 script and the locust user against the batched server
@@ -32,12 +33,13 @@ from . import common
 from .context import Bench
 from .machine import wait_for_quiet
 from .report import COLUMNS, headline, summary_rows
-from .scenarios import cache, engine, http, mlserver, modes, stream, sweep, tools, zeroshot
+from .scenarios import cache, engine, http, invariance, mlserver, modes, stream, sweep, tools, zeroshot
 from .settings import RESULTS, ROOT, SEED, log
 
 # every server scenario, in the order a run takes them (after engine and variants, which run together)
 RUNNERS = {"modes": modes.run, "http": http.run, "mlserver": mlserver.run, "sweep": sweep.run,
-           "stream": stream.run, "zeroshot": zeroshot.run, "cache": cache.run, "tools": tools.run}
+           "stream": stream.run, "zeroshot": zeroshot.run, "cache": cache.run, "invariance": invariance.run,
+           "tools": tools.run}
 ALL_SCENARIOS = ("engine", "variants", *RUNNERS)
 
 

@@ -102,11 +102,11 @@ def measured(server: Server, runner: Callable[[CpuMeter], Awaitable]) -> tuple:
 
 
 def closed_loops(name: str, server: Server, entry: dict, make_call: Callable[[], Call], seconds: float,
-                 warmup: float, stub_factory=None) -> dict[int, int]:
-    """Closed loops at concurrency 1 and 32 against one server, into entry['c1'] and entry['c32'];
+                 warmup: float, stub_factory=None, concurrencies: tuple[int, ...] = (1, 32)) -> dict[int, int]:
+    """Closed loops at each concurrency (1 and 32 unless told) against one server, into entry['c1'], entry['c32']...;
     returns how many requests each sent."""
     sent = {}
-    for concurrency in (1, 32):
+    for concurrency in concurrencies:
         (records, window), cpu, mine = measured(server, lambda meter: closed_loop(
             server.target, make_call(), concurrency, seconds, warmup, 200_000, stub_factory=stub_factory,
             meter=meter))

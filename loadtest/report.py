@@ -31,7 +31,7 @@ def summary_rows(results: dict) -> list[dict]:
                      "p50": lat.get("p50"), "p95": lat.get("p95"), "p99": lat.get("p99"),
                      "cpu": r.get("cpu_cores")})
     for name, entry in modes.items():
-        for c in ("c1", "c32"):
+        for c in ("c1", "c8", "c32"):
             if c not in entry:
                 continue
             rows.append(_closed_loop_row(f"server {name} {c}", entry, entry[c]))
@@ -81,6 +81,10 @@ def summary_rows(results: dict) -> list[dict]:
                          "texts_per_s": e["texts_per_s"], "p50": e["latency_ms"].get("p50"),
                          "p95": e["latency_ms"].get("p95"), "p99": e["latency_ms"].get("p99"),
                          "cpu": e["server_cpu_cores"], "rss": e.get("server_rss_mb")})
+    invariance = results.get("invariance")
+    if invariance:
+        rows.append({"scenario": f"score invariance: max |score difference| {invariance['max_abs_score_difference']:.3g}, "
+                                 f"{invariance['texts']} texts alone vs at c32"})
     if sweep and sweep.get("paired_ceiling"):
         for row in rows:
             if row["scenario"].startswith("Predict open loop"):
@@ -159,6 +163,16 @@ def headline(results: dict) -> list[str]:
         p50 = batched["c1"]["latency_ms"]["p50"]
         lines.append(f"c1 latency p50 {p50} ms vs raw batch-1 p50 {best['batch_latency_ms']['p50']} ms "
                      f"({best['layout']}): {p50 / best['batch_latency_ms']['p50'] - 1:+.0%} (goal within +10%)")
+    no_solo = modes.get("batched-no-solo", {})
+    for c in ("c1", "c8", "c32"):
+        if c in batched and c in no_solo:
+            lines.append(f"solo session on / off, {c}: {batched[c]['texts_per_s'] / no_solo[c]['texts_per_s']:.2f}x "
+                         f"texts/s, p50 {batched[c]['latency_ms']['p50']} vs {no_solo[c]['latency_ms']['p50']} ms")
+    invariance = results.get("invariance")
+    if invariance:
+        lines.append(f"score invariance: max |score difference| {invariance['max_abs_score_difference']:.3g} over "
+                     f"{invariance['texts']} texts alone vs at c32 ({invariance['batched_with_others']} batched with "
+                     f"others; goal <= 1e-6)")
     peers = [e["c32"]["texts_per_s"] for e in results.get("mlserver", {}).values() if isinstance(e, dict) and "c32" in e]
     if peers and "c32" in batched:
         best = max(peers)

@@ -158,6 +158,23 @@ def test_summary_rows_ratios():
     json.dumps(rows)
 
 
+def test_summary_and_headline_show_the_solo_ab_and_score_invariance():
+    from loadtest.report import headline, summary_rows
+    results = {"modes": {
+        "batched": {"ready_s": 2.0, "peak_rss_mb": 400, "c1": _closed(120, 7.0), "c8": _closed(200, 40),
+                    "c32": _closed(230, 140)},
+        "batched-no-solo": {"ready_s": 2.0, "peak_rss_mb": 380, "c1": _closed(100, 9.0), "c8": _closed(200, 40),
+                            "c32": _closed(230, 140)}},
+        "invariance": {"texts": 1000, "max_abs_score_difference": 5.96e-07, "texts_differing": 765,
+                       "alone_largest_batch": 1, "batched_with_others": 981, "mixed_mean_batch": 10.0}}
+    rows = [r["scenario"] for r in summary_rows(results)]
+    assert "server batched c8" in rows and "server batched-no-solo c8" in rows
+    assert "score invariance: max |score difference| 5.96e-07, 1000 texts alone vs at c32" in rows
+    lines = headline(results)
+    assert "solo session on / off, c1: 1.20x texts/s, p50 7.0 vs 9.0 ms" in lines
+    assert any(line.startswith("score invariance: max |score difference| 5.96e-07 over 1000 texts") for line in lines)
+
+
 def _closed(tps, p50):
     return {"texts_per_s": tps, "latency_ms": {"p50": p50, "p95": p50, "p99": p50}, "server_cpu_cores": 1.0}
 

@@ -58,19 +58,26 @@ def v2_call(v2, texts: list[str], timeout: float = 120.0):
     return call
 
 
-def start_mlserver(name: str, venv: Path, bundle: Path, out: Path, batching: dict, root: Path, log):
-    """Writes MLServer's settings.json and model-settings.json into out/name and starts `mlserver start`."""
+def start_mlserver(name: str, venv: Path, bundle: Path, out: Path, batching: dict, root: Path, log,
+                   workers: int = 1, threads: int | None = None):
+    """Writes MLServer's settings.json and model-settings.json into out/name and starts `mlserver start` with
+    `workers` inference processes (parallel_workers), each session with `threads` intra-op threads (all cores)."""
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     grpc_port = free_port()
     (folder / "settings.json").write_text(json.dumps({
         "host": "127.0.0.1", "http_port": free_port(), "grpc_port": grpc_port, "metrics_port": free_port(),
-        "parallel_workers": 1, "load_models_at_startup": True, "debug": False}))
+        "parallel_workers": workers, "load_models_at_startup": True, "debug": False}))
     (folder / "model-settings.json").write_text(json.dumps({
         "name": "senti", "implementation": "loadtest.mlserver.runtime.SentiRuntime",
-        "parameters": {"uri": str(bundle), "extra": {"threads": os.cpu_count() or 1}}, **batching}))
+        "parameters": {"uri": str(bundle), "extra": {"threads": threads or os.cpu_count() or 1}}, **batching}))
     log_path = out / f"server-{name}.log"
-    env = dict(os.environ, PYTHONPATH=str(root), PYTHONUNBUFFERED="1")
+    # the runtime imports the engine as senti.model, which an install maps onto model/: mirror that mapping
+    imports = folder / "pythonpath" / "senti"
+    imports.mkdir(parents=True, exist_ok=True)
+    if not (imports / "model").exists():
+        (imports / "model").symlink_to(root / "model", target_is_directory=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder / "pythonpath"), str(root)]), PYTHONUNBUFFERED="1")
     env.pop("VIRTUAL_ENV", None)
     started = time.monotonic()
     with open(log_path, "wb") as sink:

@@ -27,8 +27,7 @@ def structbert_bundles(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(structbert_bundles):
-    # fp32: INT8 dynamic quantisation scales activations per batch, so INT8 scores move (~0.02) with what an
-    # item is batched with; the formula is checked exactly on fp32.
+    # fp32: the formulas are checked exactly against the fp32 ONNX file (INT8 would add quantisation error)
     with running_server(structbert_bundles["sentiment"], structbert_bundles["nli"], variant="fp32") as pair:
         yield pair
 
@@ -93,3 +92,18 @@ def test_int8_bundle_serves_too(structbert_bundles):
         assert {m.quantization for m in client.info().models} == {"int8-per-channel-per-token"}
         assert client.predict("很好")[0].label in ("负面", "正面")
         assert len(client.classify_zero_shot("很好", ["体育", "财经"])[0].labels) == 2
+
+
+def test_int8_structbert_scores_do_not_depend_on_batch_mates(structbert_bundles):
+    # per-token activation scales: sentiment and NLI pairs score the same alone (solo session) and batched
+    texts = ["服务态度很好", "质量太差了，退货", "一般", "物流很快，包装也好，下次还来" * 3, "不推荐"]
+    labels = ["体育", "财经", "科技"]
+    with running_server(structbert_bundles["sentiment"], structbert_bundles["nli"], cache_size=0, sessions=2,
+                        intra_op_threads=1, solo_threads=2) as (_, client):
+        alone = [client.predict(text)[0].scores for text in texts]
+        batched = [p.scores for p in client.predict(texts)]
+        zs_alone = [dict(client.classify_zero_shot(text, labels)[0].labels) for text in texts]
+        zs_batched = [dict(r.labels) for r in client.classify_zero_shot(texts, labels)]
+    for one, other in [*zip(alone, batched), *zip(zs_alone, zs_batched)]:
+        assert one.keys() == other.keys()
+        assert max(abs(one[k] - other[k]) for k in one) <= 1e-6

@@ -2,25 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Awaitable, Callable
 
 import psutil
 
 from . import common
 from .drivers import Call, Record, closed_loop
+from .report import cores_warning
 from .settings import log
 from .spawn import Server
-
-
-def cores_warning(what: str, cores: float, available: int | None = None) -> str | None:
-    """A warning when a CPU figure (in cores) is above the machine's core count, which no measurement of one
-    machine can be: CPU or wall time was counted wrong. None when it is plausible."""
-    available = available or os.cpu_count() or 1
-    if cores > available:
-        return (f"WARNING: {what}: {cores} CPU cores on a {available}-core machine is impossible; "
-                f"its CPU figures are not to be trusted")
-    return None
 
 
 def flag_impossible_cores(result: dict, label: str = "") -> None:

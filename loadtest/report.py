@@ -121,13 +121,24 @@ def _cpu_figures(node, path: str = ""):
             yield from _cpu_figures(value, f"{path}[{i}{': ' + str(label) if label else ''}]")
 
 
+def cores_warning(what: str, cores: float, available: int | None = None) -> str | None:
+    """A warning when a CPU figure (in cores) is above the machine's core count (`available`, else this
+    machine's), which no measurement of one machine can be: CPU or wall time was counted wrong. None when it is
+    plausible."""
+    available = available or os.cpu_count() or 1
+    if cores > available:
+        return (f"WARNING: {what} = {cores} CPU cores on a {available}-core machine is impossible: "
+                f"its CPU accounting is wrong, do not trust it")
+    return None
+
+
 def cpu_warnings(results: dict) -> list[str]:
-    """A warning per CPU figure above the machine's core count (results['machine']['cores'], else this
-    machine's): impossible on one machine, so that run's CPU accounting is wrong and its figures untrustworthy."""
-    cores = results.get("machine", {}).get("cores") or os.cpu_count() or 1
-    return [f"WARNING: {where} = {value} CPU cores on a {cores}-core machine is impossible: "
-            f"its CPU accounting is wrong, do not trust it" for where, value in _cpu_figures(results)
-            if value > cores and not where.startswith("summary")]
+    """A warning per CPU figure of a run above its machine's core count (results['machine']['cores'], else this
+    machine's)."""
+    cores = results.get("machine", {}).get("cores")
+    warnings = (cores_warning(where, value, cores) for where, value in _cpu_figures(results)
+                if not where.startswith("summary"))
+    return [warning for warning in warnings if warning]
 
 
 def _times(ratio: float | None) -> str:

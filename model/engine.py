@@ -133,15 +133,13 @@ class LoadedModel:
         self.shared_weights = (load_shared_initializers(bundle.file("shared_weights"))
                                if bundle.has_file("shared_weights") and config.variant != "fp32" else {})
 
-        def runner(model_file: Path) -> OnnxRunner:
-            return OnnxRunner(model_file, bundle.input_names, bundle.output_name, self.tokenizer.pad_id, threads, pad_to,
-                              self.shared_weights)
+        def runner(model_file: Path, intra_op_threads: int = threads) -> OnnxRunner:
+            return OnnxRunner(model_file, bundle.input_names, bundle.output_name, self.tokenizer.pad_id,
+                              intra_op_threads, pad_to, self.shared_weights)
 
         self.runners = [runner(bundle.model_file(config.variant)) for _ in range(sessions)]
         solo_threads = config.resolved_solo_threads()
-        self.solo_runner = (OnnxRunner(bundle.model_file(config.variant), bundle.input_names, bundle.output_name,
-                                       self.tokenizer.pad_id, solo_threads, pad_to, self.shared_weights)
-                            if solo_threads else None)
+        self.solo_runner = runner(bundle.model_file(config.variant), solo_threads) if solo_threads else None
         self.executor = _executor(self.runners, config, observer, self.solo_runner)
         # A bundle may carry a more precise (slower) encoder for zero-shot hypotheses: an error in a label's
         # embedding shifts that label's score for every text, and hypotheses are few and cached, so

@@ -416,14 +416,8 @@ class _VirtualTimeLoop:
         return loop
 
 
-def test_closed_loop_meter_spans_the_window_not_the_warmup_or_the_drain():
-    """The cause of "4.19 server cores" on 2 cores: CPU was counted from before the warm-up to after the last
-    in-flight call (at c32 with 1 s calls: 0.5 + 4 + ~1 s) and divided by the 4 s window."""
-    import asyncio
-
-    from loadtest.drivers import Record, drive_closed_loop
-
-    loop = _VirtualTimeLoop.new()
+def _marking_meter(loop):
+    """A list of ("start"|"stop", loop time) marks, and a meter class that appends to it."""
     marks = []
 
     class Meter:
@@ -433,9 +427,30 @@ def test_closed_loop_meter_spans_the_window_not_the_warmup_or_the_drain():
         def stop(self):
             marks.append(("stop", loop.time()))
 
+    return marks, Meter
+
+
+def _sleeping_call(seconds):
+    """A driver call that takes `seconds` of loop time and records its latency."""
+    import asyncio
+
+    from loadtest.drivers import Record
+
     async def call(stub, index, sent):
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(seconds)
         return Record(sent, asyncio.get_running_loop().time() - sent)
+
+    return call
+
+
+def test_closed_loop_meter_spans_the_window_not_the_warmup_or_the_drain():
+    """The cause of "4.19 server cores" on 2 cores: CPU was counted from before the warm-up to after the last
+    in-flight call (at c32 with 1 s calls: 0.5 + 4 + ~1 s) and divided by the 4 s window."""
+    from loadtest.drivers import drive_closed_loop
+
+    loop = _VirtualTimeLoop.new()
+    marks, Meter = _marking_meter(loop)
+    call = _sleeping_call(1.0)
 
     t0 = loop.time()
     records, window = loop.run_until_complete(drive_closed_loop([None] * 32, call, 4.0, 0.5, 200_000, Meter()))
@@ -454,23 +469,11 @@ def test_closed_loop_meter_spans_the_window_not_the_warmup_or_the_drain():
 
 
 def test_closed_loop_meter_stops_when_requests_run_out_and_counts_nothing_before_the_window():
-    import asyncio
-
-    from loadtest.drivers import Record, drive_closed_loop
+    from loadtest.drivers import drive_closed_loop
 
     loop = _VirtualTimeLoop.new()
-    marks = []
-
-    class Meter:
-        def start(self):
-            marks.append(("start", loop.time()))
-
-        def stop(self):
-            marks.append(("stop", loop.time()))
-
-    async def call(stub, index, sent):
-        await asyncio.sleep(0.25)
-        return Record(sent, asyncio.get_running_loop().time() - sent)
+    marks, Meter = _marking_meter(loop)
+    call = _sleeping_call(0.25)
 
     t0 = loop.time()
     # 8 calls of 0.25 s on 2 callers: done after 1 s, well before the 4 s window ends

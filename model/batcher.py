@@ -22,6 +22,8 @@ from .types import Encoded
 
 log = logging.getLogger(__name__)
 
+COST_DECAY = 0.9  # per batch: the cost estimate follows the last few dozen batches
+
 
 class Runner(Protocol):
     """Anything that maps a batch of encoded items to one output row per item."""
@@ -99,6 +101,11 @@ def plan_group(lengths: Sequence[int], max_size: int, max_tokens: int, overhead_
     return groups
 
 
+def padded_tokens(batch: Sequence[WorkItem]) -> int:
+    """Tokens of a batch padded to its longest item: what its forward pass costs."""
+    return len(batch) * max(item.encoded.length for item in batch)
+
+
 class Batcher:
     """Queues items and runs them in length-grouped batches, one worker thread per runner."""
 
@@ -120,7 +127,12 @@ class Batcher:
         self._observer = observer
         self._pending: list[WorkItem] = []
         self._pending_tokens = 0
-        self._seconds_per_token: float | None = None  # moving average over batches: what the queue costs
+        # what the queue costs: moving sums of one-thread batches' seconds and padded tokens, so their ratio
+        # weighs each batch by its tokens (a mean of per-batch ratios lets a lone short item, whose fixed cost
+        # is spread over few tokens, inflate the estimate for a long queue that goes out in full batches)
+        self._cost_seconds = 0.0
+        self._cost_tokens = 0.0
+        self._running_tokens = 0  # padded tokens of the batches being run now
         self._cond = threading.Condition()
         self._closed = False
         self._solo = solo
@@ -139,11 +151,15 @@ class Batcher:
         return len(self._pending)
 
     def estimated_wait_s(self, tokens_ahead: int = 0) -> float:
-        """How long an item queued now would wait for a worker: the work ahead of it (the queued tokens, or
-        `tokens_ahead` when the caller knows of more, such as calls admitted but not yet queued) at the measured
-        cost per padded token, shared by the workers (0 before the first batch has been measured)."""
-        cost = self._seconds_per_token
-        return 0.0 if cost is None else max(self._pending_tokens, tokens_ahead) * cost / len(self._workers)
+        """How long an item queued now would wait for a worker: the work ahead of it at the measured cost per
+        padded token, shared by the workers (0 before the first batch has been measured). The work ahead is
+        the queued tokens, or `tokens_ahead` less what is running when the caller knows of more (calls
+        admitted but not yet queued), plus half of what is running (on average, half of it is done)."""
+        if not self._cost_tokens:
+            return 0.0
+        running = self._running_tokens
+        ahead = max(self._pending_tokens, tokens_ahead - running) + running / 2
+        return ahead * self._cost_seconds / self._cost_tokens / len(self._workers)
 
     def submit(self, encoded: Encoded, deadline: float | None = None) -> Future:
         """Queues one item; raises Overloaded when the queue is full and NotReady once closed."""
@@ -180,6 +196,7 @@ class Batcher:
             finally:
                 with self._cond:
                     self._busy -= 1
+                    self._running_tokens -= padded_tokens(batch)
                     if solo:
                         self._solo_running = False
                         self._cond.notify_all()  # the other workers waited for the cores
@@ -207,6 +224,7 @@ class Batcher:
             taken = set(map(id, batch))
             self._pending = [item for item in self._pending if id(item) not in taken]
             self._pending_tokens -= sum(item.encoded.length for item in batch)
+            self._running_tokens += padded_tokens(batch)
             # alone and nobody else working: the whole machine is this item's
             self._solo_running = (self._solo is not None and len(batch) == 1 and not self._pending
                                   and self._busy == 0)
@@ -256,11 +274,10 @@ class Batcher:
         inference_us = int((finished - started) * 1e6)
         width = max(item.encoded.length for item in batch)
         real = sum(item.encoded.length for item in batch)
-        cost = (finished - started) / (width * len(batch))
         with self._cond:  # workers update the counters concurrently
             if not solo:  # the queue's cost is what one-thread batches take
-                previous = self._seconds_per_token
-                self._seconds_per_token = cost if previous is None else previous + 0.1 * (cost - previous)
+                self._cost_seconds = COST_DECAY * self._cost_seconds + (finished - started)
+                self._cost_tokens = COST_DECAY * self._cost_tokens + width * len(batch)
             self.stats.solo_batches += solo
             self.stats.batches += 1
             self.stats.items += len(batch)

@@ -48,11 +48,55 @@ def test_the_estimate_is_queued_tokens_at_the_measured_cost():
         three = batcher.estimated_wait_s()
         futures += [batcher.submit(encoded(30)) for _ in range(3)]
         assert three > 0 and batcher.queue_depth == 6
-        assert batcher.estimated_wait_s() == pytest.approx(three * 4, rel=1e-9)  # 120 tokens queued, not 30
+        # 120 tokens queued, not 30, and half of the 10 running ahead of either
+        assert batcher.estimated_wait_s() == pytest.approx(three * 125 / 35, rel=1e-9)
     finally:
         runner.gate.set()
         for future in futures:
             future.result(WAIT)
+        batcher.close(WAIT)
+
+
+class ClockedRunner(GatedRunner):
+    """A gated runner whose batches take 10 ms plus 1 ms per padded token on a fake clock."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def run(self, items):
+        out = super().run(items)
+        self.clock.now += 0.010 + 0.001 * len(items) * max(len(item.ids) for item in items)
+        return out
+
+
+def test_the_cost_per_token_weighs_batches_by_their_tokens(monkeypatch):
+    """A lone short item costs more per token (its fixed cost is spread over few tokens); a long queue goes
+    out in full batches, so the estimate must follow what those cost, not the mean of per-batch ratios."""
+    import types
+
+    from senti.model import batcher as batcher_module
+    clock = types.SimpleNamespace(now=0.0)
+    clock.monotonic = lambda: clock.now
+    monkeypatch.setattr(batcher_module, "time", clock)
+    runner = ClockedRunner(clock)
+    batcher = Batcher([runner])
+    try:
+        runner.gate.set()
+        batcher.submit(encoded(10)).result(WAIT)  # 20 ms for 10 tokens
+        runner.gate.clear()
+        runner.entered.clear()
+        blocker = batcher.submit(encoded(10))  # 20 ms for 10 tokens, holding the worker while the rest queue
+        assert runner.entered.wait(WAIT)
+        full = [batcher.submit(encoded(100)) for _ in range(10)]
+        runner.gate.set()
+        for future in [blocker, *full]:
+            assert future.result(WAIT).batch_size in (1, 10)
+        assert full[0].result(WAIT).batch_size == 10  # 1,010 ms for 1,000 tokens
+        # token-weighted: about 1.03 ms per token; the mean of the three ratios (2, 2, 1.01 ms) would say ~1.9
+        assert 1.0 < batcher.estimated_wait_s(tokens_ahead=1000) < 1.1
+    finally:
+        runner.gate.set()
         batcher.close(WAIT)
 
 

@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ceiling-only", action="store_true",
                         help="only the ceiling (2x1 sessions, grouped batches of 32): the bench's paired check")
+    parser.add_argument("--batch1-only", action="store_true",
+                        help="only batch 1 on one session with every core's threads (what the solo session runs): "
+                             "the bench's paired check of a lone request's latency")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
@@ -238,8 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
         return row
 
-    if args.ceiling_only:
-        measure("int8", int8, cores, 1, grouped, "grouped 32")
+    if args.ceiling_only or args.batch1_only:
+        if args.ceiling_only:
+            measure("int8", int8, cores, 1, grouped, "grouped 32")
+        if args.batch1_only:
+            measure("int8", int8, 1, cores, one, "batch 1")
         args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
         return 0
     # the raw engine as the server runs it: one 1-thread session per core, and one session on every core

@@ -28,18 +28,34 @@ def run(bench: Bench, variants: bool) -> None:
     bench.results["engine"] = engine
 
 
-def paired_ceiling(bench: Bench, tag: str) -> float:
-    """The raw ceiling measured again right before a server scenario (600 texts, a few seconds): on a shared
-    machine the load of other work drifts, and a ratio to an adjacent measurement drifts much less."""
+def _paired_run(bench: Bench, tag: str, flag: str, limit_s: int) -> dict:
+    """One raw-engine run (`flag`: --ceiling-only or --batch1-only) on the first 600 texts, in a subprocess."""
     path = bench.out / "ceiling-texts.json"
     if not path.exists():
         path.write_text(json.dumps(bench.texts[:600], ensure_ascii=False), encoding="utf-8")
-    out = bench.out / f"ceiling-{tag}.json"
+    out = bench.out / f"{flag.strip('-')}-{tag}.json"
     subprocess.run([sys.executable, "-m", "loadtest.engines", "--bundle", str(bench.bundle), "--texts", str(path),
-                    "--out", str(out), "--ceiling-only", "--limit", "30"], cwd=ROOT, check=True, timeout=120,
+                    "--out", str(out), flag, "--limit", str(limit_s)], cwd=ROOT, check=True, timeout=120,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    value = json.loads(out.read_text(encoding="utf-8"))["runs"][0]["texts_per_s"]
+    return json.loads(out.read_text(encoding="utf-8"))["runs"][0]
+
+
+def paired_ceiling(bench: Bench, tag: str) -> float:
+    """The raw ceiling measured again right before a server scenario (600 texts, a few seconds): on a shared
+    machine the load of other work drifts, and a ratio to an adjacent measurement drifts much less."""
+    value = _paired_run(bench, tag, "--ceiling-only", 30)["texts_per_s"]
     log(f"paired ceiling before {tag}: {value} texts/s")
+    return value
+
+
+def paired_batch1(bench: Bench, tag: str) -> float:
+    """The raw engine's batch-1 latency p50 (ms; one session on every core, as the solo session runs) on the
+    texts a c1 loop sends first, right before it: the reference of a lone request, paired as the ceiling is."""
+    run = _paired_run(bench, tag, "--batch1-only", 60)
+    value = run["batch_latency_ms"]["p50"]
+    # a pass cut short ran the costliest texts only (costliest first): its p50 would flatter the server
+    cut = "" if run["complete"] else f" WARNING: only {run['texts']} of 600 texts in time, p50 biased long"
+    log(f"paired raw batch-1 p50 before {tag}: {value} ms{cut}")
     return value
 
 

@@ -10,7 +10,7 @@ from ..context import Bench
 from ..drivers import predict_call
 from ..measure import closed_loops
 from ..spawn import start_server
-from .engine import paired_ceiling
+from .engine import paired_batch1, paired_ceiling
 
 
 def run(bench: Bench) -> None:
@@ -25,6 +25,8 @@ def run(bench: Bench) -> None:
         try:
             entry = {"paired_ceiling": paired, "args": extra, "ready_s": round(server.ready_s, 2), "rss_idle_mb": round(server.rss_mb(), 1),
                      "load_avg_before": os.getloadavg()[0]}
+            if name == "batched" and bench.args.paired:
+                entry["paired_batch1_p50_ms"] = paired_batch1(bench, name)
             sent = closed_loops(name, server, entry, lambda: predict_call(bench.texts, timeout=120),
                                 bench.seconds, bench.warmup,
                                 concurrencies=(1, 8, 32) if name.startswith("batched") else (1, 32))

@@ -156,6 +156,10 @@ def test_summary_rows_ratios():
     assert any("90% of the raw ceiling" in line for line in lines)
     assert any("+8%" in line for line in lines)
     json.dumps(rows)
+    # the paired reference: raw batch 1 on the same texts right before c1 (a shared machine drifts)
+    results["modes"]["batched"]["paired_batch1_p50_ms"] = 4.5
+    assert ("c1 latency p50 5.4 ms vs raw batch-1 p50 4.5 ms measured right before it on the same texts: +20% "
+            "(goal within +10%)") in headline(results)
 
 
 def test_summary_and_headline_show_the_solo_ab_and_score_invariance():

@@ -631,3 +631,25 @@ def test_drive_runs_one_full_pass_costliest_first_and_excludes_the_warmup():
     assert row["texts"] == sum(len(b) for b in batches) and row["batches"] == len(batches) and row["complete"]
     # with pad_to every batch is as wide: the cost is the item count
     assert [len(b) for b in costliest_first(batches, pad_to=512)][:3] == [32, 32, 32]
+
+
+def test_op_profile_sums_kernel_times_by_operator_after_the_warmup_runs(tmp_path):
+    """ORT's profile: model_run events per run, one *_kernel_time event per node; the warm-up runs are skipped."""
+    from loadtest.op_profile import kernel_times
+
+    def run(ts, dur):
+        return {"cat": "Session", "name": "model_run", "ts": ts, "dur": dur}
+
+    def node(ts, op, dur):
+        return {"cat": "Node", "name": f"/layer/{op}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    events = [run(0, 100), node(10, "MatMulIntegerToFloat", 60), node(80, "Softmax", 30),  # warm-up
+              run(200, 50), node(210, "MatMulIntegerToFloat", 30), node(240, "Softmax", 5),
+              node(245, "MatMulIntegerToFloat", 4), {"cat": "Node", "name": "/layer/fence_before", "ts": 246, "dur": 1}]
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(events))
+    by_op, run_us = kernel_times(path, skip_runs=1)
+    assert by_op == {"MatMulIntegerToFloat": 34, "Softmax": 5}
+    assert run_us == 50
+    with pytest.raises(RuntimeError, match="fewer than the 2 to skip"):
+        kernel_times(path, skip_runs=2)

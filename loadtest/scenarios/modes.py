@@ -21,12 +21,13 @@ def run(bench: Bench) -> None:
     out = {}
     for name, extra in configs:
         paired = paired_ceiling(bench, name) if bench.args.paired else None
+        batch1 = paired_batch1(bench, name) if bench.args.paired and name == "batched" else None
         server = start_server(name, bench.bundle, bench.out, ["--cache-size", "0", *extra])
         try:
             entry = {"paired_ceiling": paired, "args": extra, "ready_s": round(server.ready_s, 2), "rss_idle_mb": round(server.rss_mb(), 1),
                      "load_avg_before": os.getloadavg()[0]}
-            if name == "batched" and bench.args.paired:
-                entry["paired_batch1_p50_ms"] = paired_batch1(bench, name)
+            if batch1 is not None:
+                entry["paired_batch1_p50_ms"] = batch1
             sent = closed_loops(name, server, entry, lambda: predict_call(bench.texts, timeout=120),
                                 bench.seconds, bench.warmup,
                                 concurrencies=(1, 8, 32) if name.startswith("batched") else (1, 32))

@@ -100,6 +100,8 @@ class _EngineCollector(Collector):
                                       "Queued items dropped before inference: caller cancelled or deadline passed",
                                       labels=["model", "reason"])
         batches = CounterMetricFamily("senti_batches", "Model forward passes run", labels=["model"])
+        solo = CounterMetricFamily("senti_solo_batches", "Forward passes of one lone item on the solo session "
+                                   "(every core's threads; included in senti_batches)", labels=["model"])
         items = CounterMetricFamily("senti_batch_items", "Items run through the model", labels=["model"])
         failed = CounterMetricFamily("senti_failed_batches", "Forward passes that raised", labels=["model"])
         info = InfoMetricFamily("senti_model", "Loaded model bundles",
@@ -115,13 +117,14 @@ class _EngineCollector(Collector):
             skipped.add_metric([name, "cancelled"], stats.skipped_cancelled)
             skipped.add_metric([name, "deadline"], stats.skipped_deadline)
             batches.add_metric([name], stats.batches)
+            solo.add_metric([name], stats.solo_batches)
             items.add_metric([name], stats.items)
             failed.add_metric([name], stats.failed_batches)
             d = descriptions.get(name)
             if d is not None:
                 info.add_metric([d.name, d.kind, d.backend, d.quantization, str(d.max_tokens), ",".join(d.tasks),
                                  self.execution_mode, self.version, self.slot.version], {})
-        yield from (hits, misses, entries, skipped, batches, items, failed, info)
+        yield from (hits, misses, entries, skipped, batches, solo, items, failed, info)
 
 
 def serve_http(metrics: Metrics, host: str, port: int):

@@ -25,7 +25,10 @@ def test_int8_scores_are_the_same_alone_on_the_solo_session_and_inside_mixed_bat
                         max_texts_per_request=len(TEXTS)) as (running, client):
         alone, batched = scores_alone_and_batched(client, TEXTS)
         stats = running.engine.models[0].executor.stats
+        model = {"model": running.engine.models[0].bundle.name}
+        exported = running.metrics.registry.get_sample_value("senti_solo_batches_total", model)
     assert stats.solo_batches >= len(TEXTS)  # every lone text ran on the two-thread session
+    assert exported == stats.solo_batches  # operators see it too
     assert stats.items - stats.solo_batches == len(TEXTS) and stats.batches - stats.solo_batches < len(TEXTS)
     assert max_difference(alone, batched) <= 1e-6
 

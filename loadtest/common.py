@@ -143,14 +143,19 @@ def arrival_offsets(rate: float, duration: float, kind: str = "constant", seed: 
     raise ValueError(f"kind must be constant or poisson, got {kind!r}")
 
 
+def projection_flops(tokens: int, layers: int = 12, hidden: int = 384, ffn: int = 1536) -> float:
+    """FLOPs of the weight projections alone over `tokens` tokens: Q, K, V and output (4 h^2) and the
+    feed-forward (2 h f) per layer and token, what the INT8 kernels compute."""
+    return 2.0 * tokens * layers * (4 * hidden * hidden + 2 * hidden * ffn)
+
+
 def encoder_flops(tokens: int, layers: int = 12, hidden: int = 384, ffn: int = 1536) -> float:
     """Multiply-add FLOPs (2 per MAC) of one encoder forward over `tokens` tokens, no padding.
 
-    Per layer and token: Q, K, V and output projections (4 h^2), the feed-forward (2 h f) and the
-    attention products QK^T and AV (2 L h). Embedding lookups, norms and softmax are ignored (<2%).
+    The projections (projection_flops) plus the attention products QK^T and AV (2 L h per layer and token).
+    Embedding lookups, norms and softmax are ignored (<2%).
     """
-    per_token = layers * (4 * hidden * hidden + 2 * hidden * ffn + 2 * tokens * hidden)
-    return 2.0 * tokens * per_token
+    return projection_flops(tokens, layers, hidden, ffn) + 2.0 * tokens * layers * 2 * tokens * hidden
 
 
 def mean_flops(lengths: Sequence[int], **shape) -> float:

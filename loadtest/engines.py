@@ -47,9 +47,14 @@ def bundle_tokenizer(bundle):
 
 
 def make_session(path: Path, threads: int, spinning: bool = False,
-                 level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> ort.InferenceSession:
-    """A CPU session configured as model/runtime.py does, with the knobs under study exposed."""
+                 level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                 profile_prefix: str | None = None) -> ort.InferenceSession:
+    """A CPU session configured as model/runtime.py does, with the knobs under study exposed (`profile_prefix`:
+    ORT's profiler on, writing there)."""
     options = ort.SessionOptions()
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     options.graph_optimization_level = level
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

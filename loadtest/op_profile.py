@@ -16,23 +16,16 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-import onnxruntime as ort
-
 from senti.model.bundle import load_bundle
 from senti.model.runtime import pad_batch
 
-from .common import encoder_flops, load_corpus, shuffled
-from .engines import bundle_tokenizer, grouped_batches
+from .common import load_corpus, projection_flops, shuffled
+from .engines import batch_cost, bundle_tokenizer, grouped_batches, make_session
 from .gemm import gemm_peak
 from .settings import ROOT, SEED
 
 INT8_MATMULS = {"MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}  # the weight projections
 FLOAT_MATMULS = {"MatMul", "FusedMatMul", "Gemm"}  # attention's QK^T and AV (activations on both sides)
-
-
-def projection_flops(tokens: int, layers: int = 12, hidden: int = 384, ffn: int = 1536) -> float:
-    """FLOPs of the weight projections alone (Q, K, V, output, feed-forward): what the INT8 kernels compute."""
-    return 2.0 * tokens * layers * (4 * hidden * hidden + 2 * hidden * ffn)
 
 
 def kernel_times(profile: Path, skip_runs: int) -> tuple[dict[str, float], float]:
@@ -58,19 +51,13 @@ def profile(bundle_path: Path, count: int, seconds: float) -> dict:
     batches = grouped_batches(tok.encode_batch(texts), 32)
     feeds = [pad_batch(b, tok.pad_id) for b in batches]
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(str(bundle.model_file("default")), options, providers=["CPUExecutionProvider"])
+        session = make_session(bundle.model_file("default"), 1, profile_prefix=str(Path(tmp) / "ort"))
         names = [i.name for i in session.get_inputs()]
         for feed in feeds + feeds:  # the first pass warms up, the second is measured
             session.run(None, {n: feed[n] for n in names})
         by_op, run_us = kernel_times(Path(session.end_profiling()), skip_runs=len(feeds))
     kernels = sum(by_op.values())
-    padded_flops = sum(len(b) * encoder_flops(max(e.length for e in b)) for b in batches)
+    padded_flops = sum(batch_cost(b) for b in batches)
     int8_flops = sum(len(b) * projection_flops(max(e.length for e in b)) for b in batches)
     int8_us = sum(us for op, us in by_op.items() if op in INT8_MATMULS)
     float_us = sum(us for op, us in by_op.items() if op in FLOAT_MATMULS)

@@ -272,21 +272,21 @@ class Batcher:
             return
         finished = time.monotonic()
         inference_us = int((finished - started) * 1e6)
-        width = max(item.encoded.length for item in batch)
+        padded = padded_tokens(batch)
         real = sum(item.encoded.length for item in batch)
         with self._cond:  # workers update the counters concurrently
             if not solo:  # the queue's cost is what one-thread batches take
                 self._cost_seconds = COST_DECAY * self._cost_seconds + (finished - started)
-                self._cost_tokens = COST_DECAY * self._cost_tokens + width * len(batch)
+                self._cost_tokens = COST_DECAY * self._cost_tokens + padded
             self.stats.solo_batches += solo
             self.stats.batches += 1
             self.stats.items += len(batch)
-            self.stats.padded_tokens += width * len(batch)
+            self.stats.padded_tokens += padded
             self.stats.real_tokens += real
         for item, row in zip(batch, rows):
             item.future.set_result(BatchOutput(row, int((started - item.enqueued) * 1e6), inference_us, len(batch)))
         if self._observer is not None:
-            self._observer(BatchEvent(len(batch), width * len(batch), real, finished - started, self.queue_depth))
+            self._observer(BatchEvent(len(batch), padded, real, finished - started, self.queue_depth))
 
 
 class DirectExecutor:

@@ -4,6 +4,7 @@ gRPC's interceptor (interceptors.py) and the HTTP app (http/) call the same meth
 1. `begin`: the caller's `x-request-id` (sanitised) or a new one, carried by every log line of the call;
 2. `overloaded` when admission refused the call (at most max_concurrent_rpcs SentiService calls at once,
    over both transports: a backstop for threads): RESOURCE_EXHAUSTED with a retry hint of a typical call time;
+   gRPC also asks `door_refusal` before it reads the request, to refuse a call no bound could admit;
 3. `admit`: bearer-token auth (health is exempt), then the per-client rate limit of unary calls (a stream pays
    one token per item instead, `item_wait`); then, once the request is read, `admit_work`: admission by time,
    which refuses a Predict or ClassifyZeroShot call at once only when the work already admitted ahead of it
@@ -146,12 +147,26 @@ class Policy:
                 self._admitted_tokens += tokens
             call.tokens = tokens
             return
+        which = "its deadline" if remaining_s is not None and bound == remaining_s else "max_queue_wait_ms"
+        raise self._queue_refusal(wait, bound, which)
+
+    def door_refusal(self, rpc: str) -> Refusal | None:
+        """Admission by time before the request is read: the refusal of a Predict or ClassifyZeroShot call when
+        the work already admitted would keep any call from starting within max_queue_wait_ms, else None.
+        (Its own size and deadline could only make the wait longer or the bound shorter.)"""
+        if rpc not in TIMED or self.queue_wait is None or self.max_queue_wait_s is None:
+            return None
+        wait = self.queue_wait(self._admitted_tokens)  # one int read: no lock needed for an estimate
+        if wait <= self.max_queue_wait_s:
+            return None
+        return self._queue_refusal(wait, self.max_queue_wait_s, "max_queue_wait_ms")
+
+    def _queue_refusal(self, wait: float, bound: float, which: str) -> Refusal:
         self.metrics.rejected.labels("queue_wait").inc()
         retry_ms = max(1, math.ceil((wait - bound) * 1000))
-        which = "its deadline" if remaining_s is not None and bound == remaining_s else "max_queue_wait_ms"
-        raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                      f"the queue would hold this request about {wait * 1000:.0f} ms, past {which} "
-                      f"({bound * 1000:.0f} ms); retry after {retry_ms} ms, or on another replica", retry_ms)
+        return Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                       f"the queue would hold this request about {wait * 1000:.0f} ms, past {which} "
+                       f"({bound * 1000:.0f} ms); retry after {retry_ms} ms, or on another replica", retry_ms)
 
     def item_wait(self, call: Call) -> float:
         """Seconds a stream item must wait for the caller's rate (0 when it may go now, or no limit is set)."""

@@ -1,4 +1,5 @@
 """Shared parts of the bounded reliability load scripts: a server subprocess, texts, open-loop load."""
+import os
 import random
 import threading
 import time
@@ -20,6 +21,13 @@ def texts(n: int, seed: int = 0) -> list[str]:
     """n mostly distinct review-like texts of 8-20 fragments (about 20-60 tokens), so the cache rarely hits."""
     rng = random.Random(seed)
     return ["".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(8, 20))) for _ in range(n)]
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU seconds process `pid` (all its threads) has used, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def server(*args: str, bundle: str = "bundles/e5-small"):

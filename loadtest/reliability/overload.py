@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ..rss import rss_mb
-from .common import Outcomes, capacity, open_loop, server, summary
+from .common import Outcomes, capacity, cpu_seconds, open_loop, server, summary
 
 
 def main() -> int:
@@ -56,7 +56,9 @@ def main() -> int:
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         outcomes = Outcomes()
+        cpu_before = cpu_seconds(proc.pid), cpu_seconds()
         sent = open_loop(port, args.factor * cap, seconds, outcomes)
+        cpu_after = cpu_seconds(proc.pid), cpu_seconds()
         stop.set()
         watcher.join()
         rss_after = rss_mb(proc.pid)
@@ -71,6 +73,9 @@ def main() -> int:
               "goodput_rps": round(outcomes.count("OK") / seconds, 1),
               "goodput_ratio": round(outcomes.count("OK") / seconds / cap, 3),
               "max_queue_wait_ms": args.max_queue_wait_ms,
+              # where the two cores went: the server's CPU, and the load generator's (it shares the machine)
+              "server_cpu_s": round(cpu_after[0] - cpu_before[0], 1),
+              "generator_cpu_s": round(cpu_after[1] - cpu_before[1], 1),
               "health_p99_ms": round(sorted(health_latency)[int(0.99 * (len(health_latency) - 1))] * 1e3, 2)
               if health_latency else None,
               "rss_mb_before": round(rss_before, 1), "rss_mb_peak": round(rss_peak[0], 1),

@@ -133,6 +133,34 @@ def test_calls_are_refused_only_past_the_bound_and_streams_and_health_stay_answe
         assert sample(running.metrics, "senti_rejected_total", {"reason": "queue_wait"}) == 3
 
 
+def test_a_refusal_at_the_door_reads_no_request_and_takes_no_worker(tiny_bundle, queue_estimate, monkeypatch):
+    from senti.server.policy import Policy
+    finished = []
+    finish = Policy.finish
+
+    def recording_finish(self, call):
+        finished.append((call.rpc, call.code, threading.current_thread().name))
+        finish(self, call)
+    monkeypatch.setattr(Policy, "finish", recording_finish)
+    with serving(tiny_bundle, max_queue_wait_ms=1000) as (running, _), \
+            grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        raw_predict = channel.unary_unary("/senti.v1.SentiService/Predict")  # bytes in, bytes out
+        not_protobuf = b"\xff\xff\xff"
+        with pytest.raises(grpc.RpcError) as err:
+            raw_predict(not_protobuf, timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # admitted: a worker parsed it
+        queue_estimate["s"] = 2.5
+        with pytest.raises(grpc.RpcError) as err:
+            raw_predict(not_protobuf, timeout=30)
+        # Refused before the body was read (else INVALID_ARGUMENT), with its hint and request id.
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        trailing = dict(err.value.trailing_metadata())
+        assert int(trailing["retry-after-ms"]) >= 1400 and trailing["x-request-id"]
+    (_, admitted_code, admitted_thread), (_, refused_code, refused_thread) = finished
+    assert admitted_code == grpc.StatusCode.INVALID_ARGUMENT and admitted_thread.startswith("senti-rpc")
+    assert refused_code == grpc.StatusCode.RESOURCE_EXHAUSTED and not refused_thread.startswith("senti-rpc")
+
+
 def test_a_deadline_shorter_than_the_wait_is_refused_at_once(tiny_bundle, queue_estimate):
     with serving(tiny_bundle, http_port=0, max_queue_wait_ms=0) as (running, _), \
             SentiClient(f"127.0.0.1:{running.port}", retry=RetryPolicy(max_attempts=1)) as client:  # deadlines only

@@ -3,5 +3,6 @@ from .aio import AsyncSentiClient
 from .channel import RetryPolicy
 from .results import Prediction, StreamResult, ZeroShotResult
 from .sdk import SentiClient
+from .throttle import AdaptiveThrottle
 
-__all__ = ["AsyncSentiClient", "Prediction", "RetryPolicy", "SentiClient", "StreamResult", "ZeroShotResult"]
+__all__ = ["AdaptiveThrottle", "AsyncSentiClient", "Prediction", "RetryPolicy", "SentiClient", "StreamResult", "ZeroShotResult"]

@@ -15,19 +15,21 @@ from .results import (Prediction, StreamResult, ZeroShotResult, predict_request,
                       zero_shot_request)
 from .resume import Attempt, Pending, can_resume
 from .retry import AsyncResourceExhaustedRetry
+from .throttle import AdaptiveThrottle
 
 
 class AsyncSentiClient:
-    """An asyncio channel to senti with the same calls, targets and RetryPolicy as SentiClient.
+    """An asyncio channel to senti with the same calls, targets, RetryPolicy and throttle as SentiClient.
 
     Create it inside a running event loop; use `async with` or `await client.close()`.
     """
 
     def __init__(self, target: str | Sequence[str] = "localhost:50051", *, timeout: float | None = 10.0,
                  wait_for_ready: bool = True, metadata: Sequence[tuple[str, str]] = (),
-                 retry: RetryPolicy = RetryPolicy(), credentials: grpc.ChannelCredentials | None = None):
+                 retry: RetryPolicy = RetryPolicy(), credentials: grpc.ChannelCredentials | None = None,
+                 throttle: AdaptiveThrottle | None = None):
         address, options = channel_target(target), channel_options(retry)
-        interceptors = [AsyncResourceExhaustedRetry(retry)]
+        interceptors = [AsyncResourceExhaustedRetry(retry, throttle)]
         self._channel = (grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
                          if credentials is not None
                          else grpc.aio.insecure_channel(address, options=options, interceptors=interceptors))

@@ -1,4 +1,5 @@
-"""Client interceptors that retry unary calls the server refused with RESOURCE_EXHAUSTED, after its hint."""
+"""Client interceptors that retry unary calls the server refused with RESOURCE_EXHAUSTED, after its hint, and
+(given an AdaptiveThrottle) shed calls locally while the server refuses most of them."""
 import asyncio
 import collections
 import time
@@ -6,6 +7,7 @@ import time
 import grpc
 
 from .channel import RetryPolicy
+from .throttle import AdaptiveThrottle, LocalRefusal
 
 
 class _CallDetails(collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
@@ -19,17 +21,23 @@ def _remaining(timeout: float | None, started: float) -> float | None:
 
 
 class ResourceExhaustedRetry(grpc.UnaryUnaryClientInterceptor):
-    """Retries a refused unary call as the RetryPolicy says, within the call's own deadline."""
+    """Retries a refused unary call as the RetryPolicy says, within the call's own deadline; each attempt asks
+    the throttle (when there is one) first."""
 
-    def __init__(self, policy: RetryPolicy):
+    def __init__(self, policy: RetryPolicy, throttle: AdaptiveThrottle | None = None):
         self.policy = policy
+        self.throttle = throttle
 
     def intercept_unary_unary(self, continuation, client_call_details, request):
         started = time.monotonic()
         retry = 1
         while True:
+            if self.throttle is not None and not self.throttle.allow():
+                return LocalRefusal(self.throttle.details())
             outcome = continuation(client_call_details, request)
             if outcome.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                if self.throttle is not None:
+                    self.throttle.accepted()
                 return outcome
             delay = self.policy.resource_exhausted_delay(retry, outcome.trailing_metadata(),
                                                          _remaining(client_call_details.timeout, started))
@@ -46,15 +54,21 @@ class ResourceExhaustedRetry(grpc.UnaryUnaryClientInterceptor):
 class AsyncResourceExhaustedRetry(grpc.aio.UnaryUnaryClientInterceptor):
     """The asyncio twin of ResourceExhaustedRetry."""
 
-    def __init__(self, policy: RetryPolicy):
+    def __init__(self, policy: RetryPolicy, throttle: AdaptiveThrottle | None = None):
         self.policy = policy
+        self.throttle = throttle
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         started = time.monotonic()
         retry = 1
         while True:
+            if self.throttle is not None and not self.throttle.allow():
+                raise grpc.aio.AioRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.aio.Metadata(),
+                                           grpc.aio.Metadata(), details=self.throttle.details())
             call = await continuation(client_call_details, request)
             if await call.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                if self.throttle is not None:
+                    self.throttle.accepted()
                 return call
             delay = self.policy.resource_exhausted_delay(retry, await call.trailing_metadata(),
                                                          _remaining(client_call_details.timeout, started))

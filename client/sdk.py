@@ -15,26 +15,28 @@ from .results import (Prediction, StreamResult, ZeroShotResult, predict_request,
                       zero_shot_request)
 from .resume import Attempt, Pending, can_resume
 from .retry import ResourceExhaustedRetry
+from .throttle import AdaptiveThrottle
 
 
 class SentiClient:
     """A channel to senti (one server, a `dns:///` name or a list of replicas) with typed calls.
 
     Calls are spread over every address with round_robin and retried as `retry` says (RetryPolicy: UNAVAILABLE
-    by gRPC's retry policy, RESOURCE_EXHAUSTED after the server's retry-after-ms hint). Use it as a context
-    manager or call close().
+    by gRPC's retry policy, RESOURCE_EXHAUSTED after the server's retry-after-ms hint). With `throttle`
+    (AdaptiveThrottle()) a client the server keeps refusing sheds the excess itself: those calls fail at once
+    with RESOURCE_EXHAUSTED and are never sent. Use it as a context manager or call close().
     """
 
     def __init__(self, target: str | Sequence[str] = "localhost:50051", *, timeout: float | None = 10.0,
                  wait_for_ready: bool = True, channel: grpc.Channel | None = None,
                  metadata: Sequence[tuple[str, str]] = (), retry: RetryPolicy = RetryPolicy(),
-                 credentials: grpc.ChannelCredentials | None = None):
+                 credentials: grpc.ChannelCredentials | None = None, throttle: AdaptiveThrottle | None = None):
         if channel is None:
             address, options = channel_target(target), channel_options(retry)
             channel = (grpc.secure_channel(address, credentials, options=options) if credentials is not None
                        else grpc.insecure_channel(address, options=options))
         self._channel = channel
-        intercepted = grpc.intercept_channel(channel, ResourceExhaustedRetry(retry))
+        intercepted = grpc.intercept_channel(channel, ResourceExhaustedRetry(retry, throttle))
         self._stub = senti_pb2_grpc.SentiServiceStub(intercepted)
         self._health = health_pb2_grpc.HealthStub(channel)
         self.timeout = timeout

@@ -98,10 +98,14 @@ def capacity(port: int, seconds: float = 8.0, concurrency: int = 32) -> float:
     return done[0] / (time.monotonic() - started)
 
 
+SHED = "SHED_BY_CLIENT"  # the outcome of a call the client's AdaptiveThrottle did not send
+
+
 def open_loop(port: int, rate: float, seconds: float, outcomes: Outcomes, seed: int = 2,
-              timeout: float = 10.0, max_outstanding: int = 5000) -> int:
+              timeout: float = 10.0, max_outstanding: int = 5000, throttle=None) -> int:
     """Sends Predict calls (one text each) at a fixed arrival rate for `seconds`, whatever the answers;
-    returns how many were sent. Bounded by count (rate x seconds) and by time."""
+    returns how many arrived. Bounded by count (rate x seconds) and by time. With `throttle` (the SDK's
+    AdaptiveThrottle, as SentiClient applies it) a call it sheds is recorded as SHED and never sent."""
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = senti_pb2_grpc.SentiServiceStub(channel)
     pool = texts(50000, seed=seed)
@@ -116,6 +120,8 @@ def open_loop(port: int, rate: float, seconds: float, outcomes: Outcomes, seed: 
             code = "OK"
         except grpc.RpcError as error:
             code = error.code().name
+        if throttle is not None and code != "RESOURCE_EXHAUSTED":
+            throttle.accepted()
         outcomes.add(code, time.monotonic() - t0)
         outstanding.release()
 
@@ -124,6 +130,10 @@ def open_loop(port: int, rate: float, seconds: float, outcomes: Outcomes, seed: 
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+        if throttle is not None and not throttle.allow():
+            outcomes.add(SHED, 0.0)
+            sent += 1
+            continue
         if not outstanding.acquire(timeout=timeout):
             break
         t0 = time.monotonic()

@@ -100,6 +100,30 @@ def test_the_cost_per_token_weighs_batches_by_their_tokens(monkeypatch):
         batcher.close(WAIT)
 
 
+def test_the_cost_is_per_queued_token_so_padding_counts(monkeypatch):
+    """The queue holds real tokens and runs them padded: the cost per token it is estimated at must include
+    the padding, or a queue of mixed lengths waits longer than admission promised."""
+    import types
+
+    from senti.model import batcher as batcher_module
+    clock = types.SimpleNamespace(now=0.0)
+    clock.monotonic = lambda: clock.now
+    monkeypatch.setattr(batcher_module, "time", clock)
+    runner = ClockedRunner(clock)
+    batcher = Batcher([runner], overhead_tokens=10_000)  # one batch for every length
+    try:
+        blocker = batcher.submit(encoded(10))  # 20 ms for 10 tokens, holding the worker while the rest queue
+        assert runner.entered.wait(WAIT)
+        mixed = [batcher.submit(encoded(n)) for n in (60, 100)]  # 160 real tokens, run as 200 padded: 210 ms
+        runner.gate.set()
+        assert [f.result(WAIT).batch_size for f in [blocker, *mixed]] == [1, 2, 2]
+        per_token = (batcher_module.COST_DECAY * 0.020 + 0.210) / (batcher_module.COST_DECAY * 10 + 160)
+        assert batcher.estimated_wait_s(tokens_ahead=160) == pytest.approx(160 * per_token, rel=1e-6)
+    finally:
+        runner.gate.set()
+        batcher.close(WAIT)
+
+
 @pytest.fixture()
 def queue_estimate(monkeypatch):
     """Sets what the engine estimates new work would wait (the estimate itself is tested above)."""
@@ -159,6 +183,56 @@ def test_a_refusal_at_the_door_reads_no_request_and_takes_no_worker(tiny_bundle,
     (_, admitted_code, admitted_thread), (_, refused_code, refused_thread) = finished
     assert admitted_code == grpc.StatusCode.INVALID_ARGUMENT and admitted_thread.startswith("senti-rpc")
     assert refused_code == grpc.StatusCode.RESOURCE_EXHAUSTED and not refused_thread.startswith("senti-rpc")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_throttled_client_sheds_what_the_server_would_refuse_and_recovers(tiny_bundle, queue_estimate):
+    import asyncio
+    import random
+
+    from senti.client import AdaptiveThrottle, AsyncSentiClient
+    clock = FakeClock()
+    throttle = AdaptiveThrottle(window_s=30, clock=clock, rng=random.Random(0).random)
+    with serving(tiny_bundle, max_queue_wait_ms=1000) as (running, _), \
+            SentiClient(f"127.0.0.1:{running.port}", retry=RetryPolicy(max_attempts=1), throttle=throttle) as client:
+        assert client.predict("很好")
+        queue_estimate["s"] = 2.5
+        outcomes = {"server": 0, "local": 0}
+        for _ in range(200):
+            with pytest.raises(grpc.RpcError) as err:
+                client.predict("很好")
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            outcomes["local" if err.value.details().startswith("not sent") else "server"] += 1
+        # The server saw only the calls the throttle let through; the rest were shed in the client.
+        assert sample(running.metrics, "senti_rejected_total", {"reason": "queue_wait"}) == outcomes["server"]
+        assert outcomes["local"] >= 150 and outcomes["server"] >= 2
+        queue_estimate["s"] = 0.0
+        clock.now += 31  # the overload has left the throttle's window
+        assert all(client.predict("很好") for _ in range(20))
+
+        async def shed_by_the_asyncio_client():
+            always = AdaptiveThrottle(rng=lambda: 0.0)  # sheds whenever the probability is above 0
+            async with AsyncSentiClient(f"127.0.0.1:{running.port}", retry=RetryPolicy(max_attempts=1),
+                                        throttle=always) as aclient:
+                queue_estimate["s"] = 2.5
+                codes = []
+                for _ in range(2):
+                    try:
+                        await aclient.predict("很好")
+                    except grpc.aio.AioRpcError as error:
+                        codes.append((error.code(), error.details().startswith("not sent")))
+                return codes
+        before = sample(running.metrics, "senti_rejected_total", {"reason": "queue_wait"})
+        assert asyncio.run(shed_by_the_asyncio_client()) == [(grpc.StatusCode.RESOURCE_EXHAUSTED, False),
+                                                              (grpc.StatusCode.RESOURCE_EXHAUSTED, True)]
+        assert sample(running.metrics, "senti_rejected_total", {"reason": "queue_wait"}) == before + 1
 
 
 def test_a_deadline_shorter_than_the_wait_is_refused_at_once(tiny_bundle, queue_estimate):

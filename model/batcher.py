@@ -106,6 +106,11 @@ def padded_tokens(batch: Sequence[WorkItem]) -> int:
     return len(batch) * max(item.encoded.length for item in batch)
 
 
+def real_tokens(batch: Sequence[WorkItem]) -> int:
+    """Tokens of a batch without padding: what it held in the queue."""
+    return sum(item.encoded.length for item in batch)
+
+
 class Batcher:
     """Queues items and runs them in length-grouped batches, one worker thread per runner."""
 
@@ -127,12 +132,14 @@ class Batcher:
         self._observer = observer
         self._pending: list[WorkItem] = []
         self._pending_tokens = 0
-        # what the queue costs: moving sums of one-thread batches' seconds and padded tokens, so their ratio
+        # what the queue costs: moving sums of one-thread batches' seconds and real tokens, so their ratio
         # weighs each batch by its tokens (a mean of per-batch ratios lets a lone short item, whose fixed cost
-        # is spread over few tokens, inflate the estimate for a long queue that goes out in full batches)
+        # is spread over few tokens, inflate the estimate for a long queue that goes out in full batches).
+        # Real tokens, as the queue is counted: the cost of its padding is in the seconds (about 20% more
+        # tokens run than queued on review-length texts).
         self._cost_seconds = 0.0
         self._cost_tokens = 0.0
-        self._running_tokens = 0  # padded tokens of the batches being run now
+        self._running_tokens = 0  # real tokens of the batches being run now
         self._cond = threading.Condition()
         self._closed = False
         self._solo = solo
@@ -152,7 +159,7 @@ class Batcher:
 
     def estimated_wait_s(self, tokens_ahead: int = 0) -> float:
         """How long an item queued now would wait for a worker: the work ahead of it at the measured cost per
-        padded token, shared by the workers (0 before the first batch has been measured). The work ahead is
+        queued token, shared by the workers (0 before the first batch has been measured). The work ahead is
         the queued tokens, or `tokens_ahead` less what is running when the caller knows of more (calls
         admitted but not yet queued), plus half of what is running (on average, half of it is done)."""
         if not self._cost_tokens:
@@ -196,7 +203,7 @@ class Batcher:
             finally:
                 with self._cond:
                     self._busy -= 1
-                    self._running_tokens -= padded_tokens(batch)
+                    self._running_tokens -= real_tokens(batch)
                     if solo:
                         self._solo_running = False
                         self._cond.notify_all()  # the other workers waited for the cores
@@ -223,8 +230,9 @@ class Batcher:
             batch = [window[i] for i in sorted(chosen)]
             taken = set(map(id, batch))
             self._pending = [item for item in self._pending if id(item) not in taken]
-            self._pending_tokens -= sum(item.encoded.length for item in batch)
-            self._running_tokens += padded_tokens(batch)
+            real = real_tokens(batch)
+            self._pending_tokens -= real
+            self._running_tokens += real
             # alone and nobody else working: the whole machine is this item's
             self._solo_running = (self._solo is not None and len(batch) == 1 and not self._pending
                                   and self._busy == 0)
@@ -272,12 +280,11 @@ class Batcher:
             return
         finished = time.monotonic()
         inference_us = int((finished - started) * 1e6)
-        padded = padded_tokens(batch)
-        real = sum(item.encoded.length for item in batch)
+        padded, real = padded_tokens(batch), real_tokens(batch)
         with self._cond:  # workers update the counters concurrently
             if not solo:  # the queue's cost is what one-thread batches take
                 self._cost_seconds = COST_DECAY * self._cost_seconds + (finished - started)
-                self._cost_tokens = COST_DECAY * self._cost_tokens + padded
+                self._cost_tokens = COST_DECAY * self._cost_tokens + real
             self.stats.solo_batches += solo
             self.stats.batches += 1
             self.stats.items += len(batch)

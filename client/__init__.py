@@ -5,4 +5,5 @@ from .results import Prediction, StreamResult, ZeroShotResult
 from .sdk import SentiClient
 from .throttle import AdaptiveThrottle
 
-__all__ = ["AdaptiveThrottle", "AsyncSentiClient", "Prediction", "RetryPolicy", "SentiClient", "StreamResult", "ZeroShotResult"]
+__all__ = ["AdaptiveThrottle", "AsyncSentiClient", "Prediction", "RetryPolicy", "SentiClient", "StreamResult",
+           "ZeroShotResult"]

@@ -37,17 +37,21 @@ class AdaptiveThrottle:
             self._buckets.append([now, 0, 0])
         return self._buckets[-1]
 
+    def _shed_probability(self) -> float:
+        """The book's formula over the window's counts (lock held, after `_bucket`)."""
+        return max(0.0, (self._requests - self.k * self._accepts) / (self._requests + 1))
+
     def refusal_probability(self) -> float:
         """The chance that the next request is refused locally."""
         with self._lock:
             self._bucket()
-            return max(0.0, (self._requests - self.k * self._accepts) / (self._requests + 1))
+            return self._shed_probability()
 
     def allow(self) -> bool:
         """Counts a request; False when it must not be sent."""
         with self._lock:
             bucket = self._bucket()
-            shed = max(0.0, (self._requests - self.k * self._accepts) / (self._requests + 1))
+            shed = self._shed_probability()
             bucket[1] += 1
             self._requests += 1
         return shed <= 0 or self._rng() >= shed

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -83,7 +82,8 @@ class ScoringSpec:
     def engine_config(self) -> EngineConfig:
         sessions = self.sessions or self.cpus or os.cpu_count() or 1
         return EngineConfig(
-            mode="batched", sessions=sessions, intra_op_threads=1, max_batch_size=self.max_batch_size,
+            # solo_threads=1, no more than a batch session's: no session for lone items, a shard never is one
+            mode="batched", sessions=sessions, intra_op_threads=1, solo_threads=1, max_batch_size=self.max_batch_size,
             max_batch_tokens=self.max_batch_tokens, max_wait_ms=0.0,
             # a whole shard is queued at once
             max_queue=max(1024, 2 * self.block_rows), overhead_tokens=self.overhead_tokens,
@@ -119,7 +119,7 @@ class Scorer:
     def __init__(self, spec: ScoringSpec | dict):
         self.spec = spec if isinstance(spec, ScoringSpec) else ScoringSpec.from_dict(spec)
         self.engine = Engine.load([Path(p) for p in self.spec.bundles], self.spec.engine_config())
-        self.warm_up_s = self.engine.warm_up()
+        self.engine.start_cold()  # the first shard warms the sessions up while it is scored
         self.output = OutputDir(self.spec.out)
         self.schema = schema(self.spec.task, self.spec.id_column, self.spec.arrow_id_type())
 
@@ -175,8 +175,8 @@ class Scorer:
 
     def _sentiment(self, records: Records, ordered: list[int], results: list, failures: list) -> None:
         # every text queued at once, shortest first: the batcher groups neighbours of similar length
-        futures: list[tuple[int, Future]] = [
-            (i, self.engine.submit_sentiment(records.texts[i], strict=self.spec.strict)) for i in ordered]
+        futures = zip(ordered, self.engine.submit_sentiments([records.texts[i] for i in ordered],
+                                                             strict=self.spec.strict))
         for i, future in futures:
             try:
                 results[i] = future.result()

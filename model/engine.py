@@ -295,6 +295,11 @@ class Engine:
         self._ready.set()
         return time.monotonic() - started
 
+    def start_cold(self) -> None:
+        """Admits work without a warm-up: for bulk jobs, whose first batches pay the sessions' first-run
+        allocations instead of a warm-up that scores nothing (several seconds of one core)."""
+        self._ready.set()
+
     def drain(self) -> None:
         """Stops admitting new work (NotReady); queued work still finishes."""
         self._draining = True
@@ -316,14 +321,33 @@ class Engine:
     def submit_sentiment(self, text: str, *, strict: bool = False, deadline: float | None = None,
                          token: fx.CancelToken | None = None, name: str = "text") -> Future:
         """Future of one text's Sentiment; validation errors come back in the future too."""
+        return self._sentiment_futures([text], [name], strict, deadline, token)[0]
+
+    def submit_sentiments(self, texts: Sequence[str], *, strict: bool = False) -> list[Future]:
+        """Futures of each text's Sentiment, tokenised in one call and queued together (bulk scoring: the
+        batcher sees the whole set at once); a text's validation error comes back in its own future."""
+        return self._sentiment_futures(texts, [f"texts[{i}]" for i in range(len(texts))], strict, None, None)
+
+    def _sentiment_futures(self, texts: Sequence[str], names: Sequence[str], strict: bool, deadline: float | None,
+                           token: fx.CancelToken | None) -> list[Future]:
         try:
             model = self._sentiment_model()
-            check_text(text, self.limits, name)
         except Exception as error:
-            return fx.failed(error)
-        [row] = model.rows([text], None, strict=strict, deadline=deadline, token=token, names=[name])
-        extra = self._ngram_logits(text)  # on the caller's thread while the row is in the batcher
-        return fx.then(row, lambda done: self._to_sentiment(done, extra))
+            return [fx.failed(error) for _ in texts]
+        out: list[Future | None] = [None] * len(texts)
+        valid = []
+        for i, text in enumerate(texts):
+            try:
+                check_text(text, self.limits, names[i])
+                valid.append(i)
+            except Exception as error:
+                out[i] = fx.failed(error)
+        rows = model.rows([texts[i] for i in valid], None, strict=strict, deadline=deadline, token=token,
+                          names=[names[i] for i in valid])
+        for i, row in zip(valid, rows):
+            extra = self._ngram_logits(texts[i])  # on the caller's thread while the row is in the batcher
+            out[i] = fx.then(row, lambda done, extra=extra: self._to_sentiment(done, extra))
+        return out  # type: ignore[return-value]
 
     def predict(self, texts: Sequence[str], *, strict: bool = False, deadline: float | None = None,
                 token: fx.CancelToken | None = None) -> tuple[list[Sentiment], Timing]:

@@ -135,3 +135,19 @@ def test_strict_mode_makes_a_too_long_text_one_error_row(tiny_bundle, tmp_path):
 
 def test_length_order_is_shortest_first_and_stable():
     assert length_order(["ccc", "a", "bb", "a", ""]) == [4, 1, 3, 2, 0]
+
+
+def test_a_shard_goes_to_the_engine_in_one_call_with_errors_per_text(tiny_bundle, tmp_path):
+    from senti.model.errors import InvalidInput
+    scorer = Scorer(ScoringSpec(task="sentiment", bundles=(str(tiny_bundle),), out=str(tmp_path), cache_size=0))
+    try:
+        assert scorer.engine.ready  # started cold: the first shard is the warm-up
+        texts = ["物流很快", "", "包装破损，很失望"]
+        futures = scorer.engine.submit_sentiments(texts)
+        with pytest.raises(InvalidInput, match=r"^texts\[1\] is empty"):
+            futures[1].result(30)
+        for text, future in zip(texts[::2], futures[::2]):
+            alone = scorer.engine.submit_sentiment(text).result(30)
+            assert dict(future.result(30).scores) == pytest.approx(dict(alone.scores), abs=1e-6)
+    finally:
+        scorer.close()

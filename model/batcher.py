@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
@@ -22,7 +23,7 @@ from .types import Encoded
 
 log = logging.getLogger(__name__)
 
-COST_DECAY = 0.9  # per batch: the cost estimate follows the last few dozen batches
+COST_WINDOW = 64  # batches: the cost estimate follows about the last second of work under load
 
 
 class Runner(Protocol):
@@ -111,6 +112,35 @@ def real_tokens(batch: Sequence[WorkItem]) -> int:
     return sum(item.encoded.length for item in batch)
 
 
+class TokenCost:
+    """Seconds per queued token of recent batches: the median over their tokens.
+
+    Weighing by tokens, a lone short item (its fixed cost spread over few tokens) cannot inflate the estimate
+    for a long queue that goes out in full batches. The median, not a mean, lets one batch that the machine
+    stalled (a neighbour's burst, a page fault) not multiply the estimate for the backlog that the stall
+    itself queued, which then drains at the usual speed; a lasting slowdown moves it within half a window.
+    Real tokens, as the queue is counted: the cost of padding is in the seconds (about 20% more tokens run
+    than queued on review-length texts).
+    """
+
+    def __init__(self, window: int = COST_WINDOW):
+        self._recent: deque[tuple[float, int]] = deque(maxlen=window)
+        self.per_token = 0.0  # 0 until a batch has been measured: nothing is refused on a guess
+
+    def add(self, seconds: float, tokens: int) -> None:
+        """Counts one finished batch (callers hold the batcher's lock)."""
+        if tokens <= 0:
+            return
+        self._recent.append((seconds / tokens, tokens))
+        ordered = sorted(self._recent)
+        half, seen = sum(t for _, t in ordered) / 2, 0
+        for per_token, t in ordered:
+            seen += t
+            if seen >= half:
+                self.per_token = per_token
+                return
+
+
 class Batcher:
     """Queues items and runs them in length-grouped batches, one worker thread per runner."""
 
@@ -132,13 +162,7 @@ class Batcher:
         self._observer = observer
         self._pending: list[WorkItem] = []
         self._pending_tokens = 0
-        # what the queue costs: moving sums of one-thread batches' seconds and real tokens, so their ratio
-        # weighs each batch by its tokens (a mean of per-batch ratios lets a lone short item, whose fixed cost
-        # is spread over few tokens, inflate the estimate for a long queue that goes out in full batches).
-        # Real tokens, as the queue is counted: the cost of its padding is in the seconds (about 20% more
-        # tokens run than queued on review-length texts).
-        self._cost_seconds = 0.0
-        self._cost_tokens = 0.0
+        self._cost = TokenCost()  # what the queue costs, from the one-thread batches
         self._running_tokens = 0  # real tokens of the batches being run now
         self._cond = threading.Condition()
         self._closed = False
@@ -162,11 +186,12 @@ class Batcher:
         queued token, shared by the workers (0 before the first batch has been measured). The work ahead is
         the queued tokens, or `tokens_ahead` less what is running when the caller knows of more (calls
         admitted but not yet queued), plus half of what is running (on average, half of it is done)."""
-        if not self._cost_tokens:
+        per_token = self._cost.per_token
+        if not per_token:
             return 0.0
         running = self._running_tokens
         ahead = max(self._pending_tokens, tokens_ahead - running) + running / 2
-        return ahead * self._cost_seconds / self._cost_tokens / len(self._workers)
+        return ahead * per_token / len(self._workers)
 
     def submit(self, encoded: Encoded, deadline: float | None = None) -> Future:
         """Queues one item; raises Overloaded when the queue is full and NotReady once closed."""
@@ -283,8 +308,7 @@ class Batcher:
         padded, real = padded_tokens(batch), real_tokens(batch)
         with self._cond:  # workers update the counters concurrently
             if not solo:  # the queue's cost is what one-thread batches take
-                self._cost_seconds = COST_DECAY * self._cost_seconds + (finished - started)
-                self._cost_tokens = COST_DECAY * self._cost_tokens + real
+                self._cost.add(finished - started, real)
             self.stats.solo_batches += solo
             self.stats.batches += 1
             self.stats.items += len(batch)

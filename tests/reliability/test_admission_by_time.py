@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from senti.client import RetryPolicy, SentiClient
-from senti.model.batcher import Batcher
+from senti.model.batcher import Batcher, TokenCost
 from senti.model.engine import Engine
 from senti.model.types import Encoded
 from tests.reliability.conftest import sample, serving
@@ -117,11 +117,36 @@ def test_the_cost_is_per_queued_token_so_padding_counts(monkeypatch):
         mixed = [batcher.submit(encoded(n)) for n in (60, 100)]  # 160 real tokens, run as 200 padded: 210 ms
         runner.gate.set()
         assert [f.result(WAIT).batch_size for f in [blocker, *mixed]] == [1, 2, 2]
-        per_token = (batcher_module.COST_DECAY * 0.020 + 0.210) / (batcher_module.COST_DECAY * 10 + 160)
-        assert batcher.estimated_wait_s(tokens_ahead=160) == pytest.approx(160 * per_token, rel=1e-6)
+        # the mixed batch holds most of the measured tokens: 160 queued tokens cost what it took, padding in
+        assert batcher.estimated_wait_s(tokens_ahead=160) == pytest.approx(0.210, rel=1e-6)
     finally:
         runner.gate.set()
         batcher.close(WAIT)
+
+
+def test_one_stalled_batch_does_not_inflate_the_estimate_and_a_lasting_slowdown_does():
+    """A batch the machine stalled (a neighbour's burst) must not multiply the estimate for the backlog the stall
+    queued, which then drains at the usual speed; when every batch is slower, the estimate follows."""
+    cost = TokenCost(window=16)
+    for _ in range(15):
+        cost.add(0.010, 10)  # 1 ms per token
+    cost.add(1.0, 10)  # stalled: 100 ms per token
+    assert cost.per_token == pytest.approx(0.001)
+    for _ in range(7):
+        cost.add(0.030, 10)  # 3 ms per token from now on: half the window is not yet slower
+    assert cost.per_token == pytest.approx(0.001)
+    cost.add(0.030, 10)
+    assert cost.per_token == pytest.approx(0.003)  # most of the window's tokens are
+
+
+def test_the_estimate_weighs_batches_by_their_tokens():
+    """Many lone short items at a high cost per token do not outweigh one full batch with more tokens."""
+    cost = TokenCost()
+    assert cost.per_token == 0.0  # nothing measured: nothing is refused on a guess
+    for _ in range(10):
+        cost.add(0.020, 10)  # 2 ms per token, 100 tokens in all
+    cost.add(1.010, 1000)
+    assert cost.per_token == pytest.approx(0.00101)
 
 
 @pytest.fixture()

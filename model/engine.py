@@ -277,7 +277,7 @@ class Engine:
 
     @property
     def ready(self) -> bool:
-        """True after warm-up and before draining."""
+        """True after warm-up and before close."""
         return self._ready.is_set() and not self._draining
 
     def warm_up(self) -> float:
@@ -299,10 +299,6 @@ class Engine:
         """Admits work without a warm-up: for bulk jobs, whose first batches pay the sessions' first-run
         allocations instead of a warm-up that scores nothing (several seconds of one core)."""
         self._ready.set()
-
-    def drain(self) -> None:
-        """Stops admitting new work (NotReady); queued work still finishes."""
-        self._draining = True
 
     def close(self) -> None:
         """Finishes queued work and releases the sessions."""

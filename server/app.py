@@ -4,8 +4,9 @@ Shutdown (SIGTERM/SIGINT), in order:
 1. health NOT_SERVING on every service name, so balancers and readiness probes stop routing here;
 2. `shutdown_delay_s` of serving as usual while they notice;
 3. the port stops accepting calls (`server.stop(grace)`); accepted calls go on against a live engine;
-4. once every accepted unary call has finished, the engine drains: open streams get UNAVAILABLE ("retry on
-   another replica") for new items, while their queued items are still answered;
+4. once every accepted unary call has finished, the streams drain: open streams get UNAVAILABLE ("retry on
+   another replica") for new items, while their queued items are still answered (a unary call gRPC hands
+   over late is still served: it was accepted before the port closed);
 5. at the end of the grace period whatever is left is cancelled; the engine's workers finish and stop.
 """
 import logging
@@ -135,7 +136,7 @@ class Running:
         if self.http_server is not None:
             self.http_server.begin_stop()
         self._wait_for_unary_calls(deadline)
-        self.engine.drain()
+        self.slot.close_streams()
         finished = stopped.wait(max(0.0, deadline - time.monotonic()) + 1.0)
         if self.http_server is not None:
             self.http_server.join(max(0.0, deadline - time.monotonic()) + 1.0)

@@ -33,6 +33,12 @@ class EngineSlot:
         self.version = bundle_version(engine) if hasattr(engine, "models") else ""
         self._users: Counter = Counter()
         self._cond = threading.Condition()
+        self.streams_open = True  # False once shutdown drains the streams: their new items are refused
+
+    def close_streams(self) -> None:
+        """Shutdown: open streams (gRPC and HTTP feeds) get UNAVAILABLE for new items from now on; unary calls
+        a handler already holds are still served (gRPC hands out calls it accepted before `stop` a little late)."""
+        self.streams_open = False
 
     @property
     def current(self) -> Engine:

@@ -123,3 +123,31 @@ def test_sigterm_under_load_answers_every_accepted_request(tiny_bundle):
     assert sorted(ids, key=int) == [str(i) for i in range(stream_sent[0])]
     errors = {r.error.code for r in stream_answers if not isinstance(r, str) and r.HasField("error")}
     assert errors <= {grpc.StatusCode.UNAVAILABLE.value[0]}
+
+
+def test_a_unary_call_handed_over_after_the_streams_drain_is_served(tiny_bundle):
+    """gRPC hands a handler some calls it accepted before `stop` only after the drain began: those are served,
+    while an open stream's new items are refused UNAVAILABLE (retry elsewhere)."""
+    import queue
+
+    from tests.conftest import running_server
+
+    with running_server(tiny_bundle, cache_size=0) as (running, _client):
+        channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+        stub = senti_pb2_grpc.SentiServiceStub(channel)
+        requests: queue.Queue = queue.Queue()
+        answers = iter(stub.PredictStream(iter(requests.get, None), timeout=WAIT))
+        requests.put(pb.PredictStreamRequest(id="before", text="排水很快，安装方便"))
+        first = next(answers)
+        assert (first.id, first.HasField("prediction")) == ("before", True)
+
+        running.slot.close_streams()  # what stop() does once the unary calls it saw have finished
+        late = stub.Predict(pb.PredictRequest(texts=["晚到的调用，质量一般"]), timeout=WAIT)
+        assert late.predictions[0].label in ("negative", "positive")
+        requests.put(pb.PredictStreamRequest(id="after", text="排水很快，安装方便"))
+        refused = next(answers)
+        assert refused.id == "after" and refused.error.code == grpc.StatusCode.UNAVAILABLE.value[0]
+        assert "shutting down" in refused.error.message
+        requests.put(None)
+        assert list(answers) == []
+        channel.close()

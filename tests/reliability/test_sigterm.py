@@ -1,5 +1,6 @@
 """SIGTERM against a real `python -m senti.server` subprocess: NOT_SERVING first, every accepted request answered, exit 0."""
 import json
+import queue
 import signal
 import threading
 
@@ -9,6 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from senti.v1 import senti_pb2 as pb
 from senti.v1 import senti_pb2_grpc
 from loadtest.serverproc import server_process
+from tests.conftest import running_server
 
 WAIT = 60
 
@@ -128,10 +130,6 @@ def test_sigterm_under_load_answers_every_accepted_request(tiny_bundle):
 def test_a_unary_call_handed_over_after_the_streams_drain_is_served(tiny_bundle):
     """gRPC hands a handler some calls it accepted before `stop` only after the drain began: those are served,
     while an open stream's new items are refused UNAVAILABLE (retry elsewhere)."""
-    import queue
-
-    from tests.conftest import running_server
-
     with running_server(tiny_bundle, cache_size=0) as (running, _client):
         channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
         stub = senti_pb2_grpc.SentiServiceStub(channel)

@@ -15,7 +15,7 @@ from . import futures as fx
 from .batcher import BatchEvent, Batcher, BatchOutput, DirectExecutor
 from .bundle import Bundle, load_bundle
 from .cache import LruCache
-from .errors import InvalidInput, NotReady, Unsupported
+from .errors import SHUTTING_DOWN, InvalidInput, NotReady, Unsupported
 from .heads import DenseHead, cosine_zero_shot, fewshot_prototype, fewshot_scores, nli_zero_shot, softmax
 from .ngrams import CharNgramHead
 from .runtime import OnnxRunner, backend_name, load_shared_initializers
@@ -262,7 +262,7 @@ class Engine:
         # costs no model work, and user traffic in the row cache never evicts them
         self._prototypes: LruCache[Prototype] = LruCache(4096)
         self._ready = threading.Event()
-        self._draining = False
+        self._closed = False
 
     @classmethod
     def load(cls, bundle_paths: Sequence[Path | str], config: EngineConfig = EngineConfig(),
@@ -278,7 +278,7 @@ class Engine:
     @property
     def ready(self) -> bool:
         """True after warm-up and before close."""
-        return self._ready.is_set() and not self._draining
+        return self._ready.is_set() and not self._closed
 
     def warm_up(self) -> float:
         """Runs every session once at each shape of `warmup_shapes`, so the first callers pay no allocation;
@@ -302,15 +302,15 @@ class Engine:
 
     def close(self) -> None:
         """Finishes queued work and releases the sessions."""
-        self._draining = True
+        self._closed = True
         for model in self.models:
             model.close()
 
     def _admit(self) -> None:
         if not self._ready.is_set():
             raise NotReady("the model is still warming up; retry shortly")
-        if self._draining:
-            raise NotReady("the server is shutting down; retry on another replica")
+        if self._closed:
+            raise NotReady(SHUTTING_DOWN)
 
     # -- sentiment --------------------------------------------------------------------------------------
 

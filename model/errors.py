@@ -14,7 +14,10 @@ class Overloaded(SentiError):
 
 
 class NotReady(SentiError):
-    """The engine is not warmed up yet or is draining."""
+    """The engine is not warmed up yet, or the server is shutting down."""
+
+
+SHUTTING_DOWN = "the server is shutting down; retry on another replica"
 
 
 class DeadlineExceeded(SentiError):

@@ -14,7 +14,7 @@ import grpc
 
 from senti.model.classifiers import ClassifierRegistry
 from senti.model.engine import Engine
-from senti.model.errors import NotReady, SentiError
+from senti.model.errors import SHUTTING_DOWN, NotReady, SentiError
 from senti.model.futures import CancelToken
 from senti.v1 import senti_pb2 as pb
 from senti.v1 import senti_pb2_grpc
@@ -197,7 +197,7 @@ def submit_item(slot: EngineSlot, request: pb.PredictStreamRequest, deadline: fl
     refusal (not ready, draining, bad input) is the item's own failed future."""
     try:
         if not slot.streams_open:
-            raise NotReady("the server is shutting down; retry on another replica")
+            raise NotReady(SHUTTING_DOWN)
         with slot.use() as engine:
             return engine.submit_sentiment(request.text, strict=request.strict, deadline=deadline, token=token,
                                            name=f"item {request.id!r}")
